@@ -1,0 +1,17 @@
+//! Kinescope wire types: the request and response shapes of the KVS APIs (botocore models in
+//! `spec/aws-models/`), the KVS error codes with their HTTP status (spec §1.3), and the validated
+//! newtypes (names, ARNs, timestamps) that every other crate takes instead of raw strings.
+//!
+//! This crate has no I/O and no HTTP stack: services turn [`ApiError`] into responses themselves.
+
+pub mod control;
+mod error;
+mod names;
+mod time;
+
+pub use error::{ApiError, ErrorKind};
+pub use names::{
+    ApiName, DeviceName, KmsKeyId, MediaType, StreamArn, StreamName, StreamRef, TagKey, TagValue,
+    Tags, Version,
+};
+pub use time::Timestamp;

@@ -1,0 +1,108 @@
+//! The catalog contract: everything Kinescope records about streams, whatever database holds it.
+//! Every backend passes the same conformance suite (`conformance.rs`). Version checks and limits
+//! are enforced inside the backend atomically, so that concurrent control-plane calls on one
+//! stream cannot lose an update.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use kinescope_api::control::{StorageTier, StreamInfo};
+use kinescope_api::{DeviceName, MediaType, StreamArn, StreamRef, TagKey, Tags, Version};
+
+/// Tags per stream (spec §7).
+pub const MAX_TAGS: usize = 50;
+/// Longest retention, in hours (spec §6).
+pub const MAX_RETENTION_HOURS: i64 = 87_600;
+
+/// A stream as the catalog holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamRecord {
+    pub info: StreamInfo,
+    pub storage_tier: StorageTier,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("stream {0} not found")]
+    StreamNotFound(String),
+    #[error("a stream named {0} already exists")]
+    StreamExists(String),
+    #[error("version {expected} of stream {stream} is not the latest")]
+    VersionMismatch { stream: String, expected: String },
+    #[error("stream {stream} would have {count} tags; at most {MAX_TAGS} are allowed")]
+    TooManyTags { stream: String, count: usize },
+    #[error("retention of stream {stream} would be {hours} hours; it must stay within 0..={MAX_RETENTION_HOURS}")]
+    RetentionOutOfRange { stream: String, hours: i64 },
+    #[error("catalog database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("catalog migration: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("catalog holds an invalid value in {column}: {value}")]
+    Corrupt { column: &'static str, value: String },
+}
+
+/// Streams, tags and (later) the fragment index.
+#[async_trait]
+pub trait Catalog: Send + Sync + fmt::Debug {
+    /// Succeeds when the database answers.
+    async fn ping(&self) -> Result<(), CatalogError>;
+
+    /// Records a new stream with its tags. `StreamExists` if the name is taken.
+    async fn create_stream(
+        &self,
+        info: &StreamInfo,
+        storage_tier: StorageTier,
+        tags: &Tags,
+    ) -> Result<(), CatalogError>;
+
+    /// The stream named by `r`. An ARN must match exactly: a stream that was deleted and
+    /// created again under the same name has a new ARN.
+    async fn stream(&self, r: &StreamRef) -> Result<StreamRecord, CatalogError>;
+
+    /// Up to `limit` streams ordered by name, after `after` (exclusive), whose names begin with
+    /// `prefix`.
+    async fn list_streams(
+        &self,
+        prefix: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<StreamRecord>, CatalogError>;
+
+    /// Sets the device name and/or media type (`None` keeps the current value) and moves the
+    /// stream from version `expected` to `new_version`.
+    async fn update_stream(
+        &self,
+        r: &StreamRef,
+        expected: &Version,
+        new_version: &Version,
+        device_name: Option<&DeviceName>,
+        media_type: Option<&MediaType>,
+    ) -> Result<(), CatalogError>;
+
+    /// Adds `delta_hours` (negative to decrease) to the retention, which must stay within
+    /// `0..=MAX_RETENTION_HOURS`, and moves the stream from `expected` to `new_version`.
+    async fn change_retention(
+        &self,
+        r: &StreamRef,
+        expected: &Version,
+        new_version: &Version,
+        delta_hours: i64,
+    ) -> Result<(), CatalogError>;
+
+    /// Deletes the stream, its tags and its fragment index. With `expected`, only if the
+    /// stream is still at that version.
+    async fn delete_stream(
+        &self,
+        arn: &StreamArn,
+        expected: Option<&Version>,
+    ) -> Result<(), CatalogError>;
+
+    /// Adds or overwrites tags; the total must stay within [`MAX_TAGS`].
+    async fn tag_stream(&self, r: &StreamRef, tags: &Tags) -> Result<(), CatalogError>;
+
+    /// Removes tags; keys that are not set are ignored.
+    async fn untag_stream(&self, r: &StreamRef, keys: &[TagKey]) -> Result<(), CatalogError>;
+
+    /// All tags of the stream.
+    async fn stream_tags(&self, r: &StreamRef) -> Result<Tags, CatalogError>;
+}

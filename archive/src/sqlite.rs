@@ -1,0 +1,378 @@
+//! The embedded catalog: SQLite through sqlx, schema in `migrations/`. WAL mode with
+//! `synchronous = FULL`, so a committed row survives a power cut (DESIGN.md convention 7).
+//! Every mutation is one conditional statement or one transaction, so version checks and the
+//! tag limit hold under concurrent requests.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use kinescope_api::control::{StorageTier, StreamInfo, StreamStatus};
+use kinescope_api::{
+    DeviceName, KmsKeyId, MediaType, StreamArn, StreamName, StreamRef, TagKey, TagValue, Tags,
+    Timestamp, Version,
+};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+
+use crate::catalog::{MAX_RETENTION_HOURS, MAX_TAGS};
+use crate::{Catalog, CatalogError, StreamRecord};
+
+const STREAM_COLUMNS: &str = "id, name, arn, device_name, media_type, kms_key_id, version, \
+     status, creation_time_ms, data_retention_hours, storage_tier";
+
+/// The SQLite catalog.
+#[derive(Debug, Clone)]
+pub struct SqliteCatalog {
+    pool: SqlitePool,
+}
+
+impl SqliteCatalog {
+    /// Opens (creating if needed) the catalog database at `path` and applies migrations.
+    pub async fn open(path: &Path) -> Result<Self, CatalogError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        Self::with_options(options, 8).await
+    }
+
+    /// A private in-memory catalog, for tests.
+    pub async fn in_memory() -> Result<Self, CatalogError> {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:")?.foreign_keys(true);
+        // One connection: every connection to `:memory:` would be a separate database.
+        Self::with_options(options, 1).await
+    }
+
+    async fn with_options(
+        options: SqliteConnectOptions,
+        max_connections: u32,
+    ) -> Result<Self, CatalogError> {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max_connections)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// The id and version of the stream named by `r`.
+    async fn id_and_version(
+        &self,
+        tx: &mut Transaction<'_, Sqlite>,
+        r: &StreamRef,
+    ) -> Result<(i64, String), CatalogError> {
+        let (sql, key) = match r {
+            StreamRef::Name(n) => ("SELECT id, version FROM streams WHERE name = $1", n.as_str()),
+            StreamRef::Arn(a) => ("SELECT id, version FROM streams WHERE arn = $1", a.as_str()),
+        };
+        let row = sqlx::query(sql).bind(key).fetch_optional(&mut **tx).await?;
+        let row = row.ok_or_else(|| CatalogError::StreamNotFound(r.to_string()))?;
+        Ok((row.try_get(0)?, row.try_get(1)?))
+    }
+
+    /// Starts a transaction that holds the write lock from its first statement, so that a
+    /// read-check-write sequence cannot interleave with another writer.
+    async fn begin_write(&self) -> Result<Transaction<'_, Sqlite>, CatalogError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+fn corrupt(column: &'static str, value: impl Into<String>) -> CatalogError {
+    CatalogError::Corrupt { column, value: value.into() }
+}
+
+fn opt<T>(
+    row: &SqliteRow,
+    column: &'static str,
+    parse: fn(&str) -> Result<T, kinescope_api::ApiError>,
+) -> Result<Option<T>, CatalogError> {
+    let v: Option<String> = row.try_get(column)?;
+    v.map(|s| parse(&s).map_err(|_| corrupt(column, s))).transpose()
+}
+
+fn stream_from_row(row: &SqliteRow) -> Result<StreamRecord, CatalogError> {
+    let name: String = row.try_get("name")?;
+    let arn: String = row.try_get("arn")?;
+    let version: String = row.try_get("version")?;
+    let status: String = row.try_get("status")?;
+    let tier: String = row.try_get("storage_tier")?;
+    let retention: i64 = row.try_get("data_retention_hours")?;
+    let info = StreamInfo {
+        device_name: opt(row, "device_name", DeviceName::parse)?,
+        stream_name: StreamName::parse(&name).map_err(|_| corrupt("name", &name))?,
+        stream_arn: StreamArn::parse(&arn).map_err(|_| corrupt("arn", &arn))?,
+        media_type: opt(row, "media_type", MediaType::parse)?,
+        kms_key_id: opt(row, "kms_key_id", KmsKeyId::parse)?,
+        version: Version::parse(&version).map_err(|_| corrupt("version", &version))?,
+        status: StreamStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+        creation_time: Timestamp::from_millis(row.try_get("creation_time_ms")?),
+        data_retention_in_hours: u32::try_from(retention)
+            .map_err(|_| corrupt("data_retention_hours", retention.to_string()))?,
+    };
+    let storage_tier = StorageTier::parse(&tier).ok_or_else(|| corrupt("storage_tier", &tier))?;
+    Ok(StreamRecord { info, storage_tier })
+}
+
+#[async_trait]
+impl Catalog for SqliteCatalog {
+    async fn ping(&self) -> Result<(), CatalogError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn create_stream(
+        &self,
+        info: &StreamInfo,
+        storage_tier: StorageTier,
+        tags: &Tags,
+    ) -> Result<(), CatalogError> {
+        if tags.len() > MAX_TAGS {
+            return Err(CatalogError::TooManyTags {
+                stream: info.stream_name.to_string(),
+                count: tags.len(),
+            });
+        }
+        let mut tx = self.begin_write().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO streams (name, arn, device_name, media_type, kms_key_id, version, \
+             status, creation_time_ms, data_retention_hours, storage_tier) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             ON CONFLICT (name) DO NOTHING RETURNING id",
+        )
+        .bind(info.stream_name.as_str())
+        .bind(info.stream_arn.as_str())
+        .bind(info.device_name.as_ref().map(DeviceName::as_str))
+        .bind(info.media_type.as_ref().map(MediaType::as_str))
+        .bind(info.kms_key_id.as_ref().map(KmsKeyId::as_str))
+        .bind(info.version.as_str())
+        .bind(info.status.as_str())
+        .bind(info.creation_time.as_millis())
+        .bind(i64::from(info.data_retention_in_hours))
+        .bind(storage_tier.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = inserted else {
+            return Err(CatalogError::StreamExists(info.stream_name.to_string()));
+        };
+        let id: i64 = row.try_get(0)?;
+        for (k, v) in tags {
+            sqlx::query("INSERT INTO stream_tags (stream_id, tag_key, tag_value) VALUES ($1, $2, $3)")
+                .bind(id)
+                .bind(k.as_str())
+                .bind(v.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn stream(&self, r: &StreamRef) -> Result<StreamRecord, CatalogError> {
+        let (column, key) = match r {
+            StreamRef::Name(n) => ("name", n.as_str()),
+            StreamRef::Arn(a) => ("arn", a.as_str()),
+        };
+        let sql = format!("SELECT {STREAM_COLUMNS} FROM streams WHERE {column} = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        stream_from_row(&row.ok_or_else(|| CatalogError::StreamNotFound(r.to_string()))?)
+    }
+
+    async fn list_streams(
+        &self,
+        prefix: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<StreamRecord>, CatalogError> {
+        let sql = format!(
+            "SELECT {STREAM_COLUMNS} FROM streams \
+             WHERE ($1 IS NULL OR substr(name, 1, length($1)) = $1) AND ($2 IS NULL OR name > $2) \
+             ORDER BY name LIMIT $3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(prefix)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(stream_from_row).collect()
+    }
+
+    async fn update_stream(
+        &self,
+        r: &StreamRef,
+        expected: &Version,
+        new_version: &Version,
+        device_name: Option<&DeviceName>,
+        media_type: Option<&MediaType>,
+    ) -> Result<(), CatalogError> {
+        let mut tx = self.begin_write().await?;
+        let (id, version) = self.id_and_version(&mut tx, r).await?;
+        if version != expected.as_str() {
+            return Err(CatalogError::VersionMismatch {
+                stream: r.to_string(),
+                expected: expected.to_string(),
+            });
+        }
+        sqlx::query(
+            "UPDATE streams SET device_name = COALESCE($1, device_name), \
+             media_type = COALESCE($2, media_type), version = $3 WHERE id = $4",
+        )
+        .bind(device_name.map(DeviceName::as_str))
+        .bind(media_type.map(MediaType::as_str))
+        .bind(new_version.as_str())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn change_retention(
+        &self,
+        r: &StreamRef,
+        expected: &Version,
+        new_version: &Version,
+        delta_hours: i64,
+    ) -> Result<(), CatalogError> {
+        let mut tx = self.begin_write().await?;
+        let (id, version) = self.id_and_version(&mut tx, r).await?;
+        if version != expected.as_str() {
+            return Err(CatalogError::VersionMismatch {
+                stream: r.to_string(),
+                expected: expected.to_string(),
+            });
+        }
+        let current: i64 = sqlx::query("SELECT data_retention_hours FROM streams WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        let hours = current.saturating_add(delta_hours);
+        if !(0..=MAX_RETENTION_HOURS).contains(&hours) {
+            return Err(CatalogError::RetentionOutOfRange { stream: r.to_string(), hours });
+        }
+        sqlx::query("UPDATE streams SET data_retention_hours = $1, version = $2 WHERE id = $3")
+            .bind(hours)
+            .bind(new_version.as_str())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_stream(
+        &self,
+        arn: &StreamArn,
+        expected: Option<&Version>,
+    ) -> Result<(), CatalogError> {
+        let r = StreamRef::Arn(arn.clone());
+        let mut tx = self.begin_write().await?;
+        let (id, version) = self.id_and_version(&mut tx, &r).await?;
+        if let Some(expected) = expected
+            && version != expected.as_str()
+        {
+            return Err(CatalogError::VersionMismatch {
+                stream: r.to_string(),
+                expected: expected.to_string(),
+            });
+        }
+        sqlx::query("DELETE FROM streams WHERE id = $1").bind(id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn tag_stream(&self, r: &StreamRef, tags: &Tags) -> Result<(), CatalogError> {
+        let mut tx = self.begin_write().await?;
+        let (id, _) = self.id_and_version(&mut tx, r).await?;
+        for (k, v) in tags {
+            sqlx::query(
+                "INSERT INTO stream_tags (stream_id, tag_key, tag_value) VALUES ($1, $2, $3) \
+                 ON CONFLICT (stream_id, tag_key) DO UPDATE SET tag_value = excluded.tag_value",
+            )
+            .bind(id)
+            .bind(k.as_str())
+            .bind(v.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        let count: i64 = sqlx::query("SELECT COUNT(*) FROM stream_tags WHERE stream_id = $1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        let count = usize::try_from(count).unwrap_or(usize::MAX);
+        if count > MAX_TAGS {
+            // Dropping the transaction rolls the inserts back.
+            return Err(CatalogError::TooManyTags { stream: r.to_string(), count });
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn untag_stream(&self, r: &StreamRef, keys: &[TagKey]) -> Result<(), CatalogError> {
+        let mut tx = self.begin_write().await?;
+        let (id, _) = self.id_and_version(&mut tx, r).await?;
+        for k in keys {
+            sqlx::query("DELETE FROM stream_tags WHERE stream_id = $1 AND tag_key = $2")
+                .bind(id)
+                .bind(k.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn stream_tags(&self, r: &StreamRef) -> Result<Tags, CatalogError> {
+        let mut tx = self.pool.begin().await?;
+        let (id, _) = self.id_and_version(&mut tx, r).await?;
+        let rows = sqlx::query("SELECT tag_key, tag_value FROM stream_tags WHERE stream_id = $1")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        rows.iter()
+            .map(|row| {
+                let k: String = row.try_get(0)?;
+                let v: String = row.try_get(1)?;
+                let key = TagKey::parse(&k).map_err(|_| corrupt("tag_key", &k))?;
+                let value = TagValue::parse(&v).map_err(|_| corrupt("tag_value", &v))?;
+                Ok((key, value))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn in_memory_passes_the_conformance_suite() {
+        crate::conformance::run(&SqliteCatalog::in_memory().await.unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn file_catalog_passes_the_conformance_suite_and_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.db");
+        let catalog = SqliteCatalog::open(&path).await.unwrap();
+        crate::conformance::run(&catalog).await;
+        let before = catalog.list_streams(None, None, 100).await.unwrap();
+        drop(catalog);
+        let reopened = SqliteCatalog::open(&path).await.unwrap();
+        assert_eq!(reopened.list_streams(None, None, 100).await.unwrap(), before);
+    }
+}
