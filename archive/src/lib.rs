@@ -7,7 +7,7 @@ mod catalog;
 mod clock;
 mod sqlite;
 
-pub use catalog::{Catalog, CatalogError, StreamRecord};
+pub use catalog::{Catalog, CatalogError, MAX_RETENTION_HOURS, MAX_TAGS, StreamRecord};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use sqlite::SqliteCatalog;
 

@@ -1,1 +1,50 @@
-fn main() {}
+//! `kinescope`: the server binary. `kinescope serve` runs the KVS-compatible control plane,
+//! ingest and playback on one listener (DESIGN.md, "What users get").
+
+mod auth;
+mod civil;
+mod config;
+mod control;
+mod error;
+mod http;
+mod secrets;
+mod serve;
+mod state;
+mod tls;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Cli, Command, Config};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_env("KINESCOPE_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    let Command::Serve(args) = cli.command;
+    let config = match Config::resolve(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("kinescope: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kinescope: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kinescope: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

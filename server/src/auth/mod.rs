@@ -1,0 +1,38 @@
+//! Authentication of API requests: SigV4 against the configured keys, or nothing when the
+//! operator explicitly allowed anonymous access (DESIGN.md convention 8).
+
+pub mod sigv4;
+
+use kinescope_api::{ApiError, ErrorKind, Timestamp};
+
+pub use sigv4::{KeyStore, Payload, Request};
+
+/// How requests are authenticated.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// Every request must carry a valid SigV4 signature from one of these keys.
+    SigV4(KeyStore),
+    /// No signature is checked (`--allow-anonymous`).
+    Anonymous,
+}
+
+impl Auth {
+    /// Checks the request; the error is the KVS-shaped 403 to send.
+    pub fn check(&self, req: &Request<'_>, now: Timestamp) -> Result<(), ApiError> {
+        let Self::SigV4(keys) = self else {
+            return Ok(());
+        };
+        sigv4::verify(req, keys, now).map(|_| ()).map_err(|e| {
+            let kind = match &e {
+                sigv4::AuthError::Missing => ErrorKind::MissingAuthenticationToken,
+                sigv4::AuthError::Incomplete(_) => ErrorKind::IncompleteSignature,
+                sigv4::AuthError::UnknownAccessKey => ErrorKind::UnrecognizedClient,
+                sigv4::AuthError::Mismatch
+                | sigv4::AuthError::Expired { .. }
+                | sigv4::AuthError::NotYetCurrent { .. }
+                | sigv4::AuthError::WrongService => ErrorKind::InvalidSignature,
+            };
+            ApiError::new(kind, e.to_string())
+        })
+    }
+}

@@ -1,0 +1,365 @@
+//! `kinescope serve` configuration: command-line flags, `KINESCOPE_*` environment variables and
+//! a TOML file, in that order of precedence, over embedded defaults. The flag names are a
+//! contract operators' scripts rely on (README, "Configuration").
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::builder::BoolishValueParser;
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+#[derive(Debug, Parser)]
+#[command(name = "kinescope", version, about = "A self-hosted, KVS-compatible video stream server")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server: control plane, ingest and playback on one listener.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Default, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file (keys as the flags, with `_` for `-`).
+    #[arg(long, env = "KINESCOPE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where the catalog, media, TLS material and generated credentials live.
+    #[arg(long, env = "KINESCOPE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address and port to listen on (port 0 picks a free port).
+    #[arg(long, env = "KINESCOPE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// The URL clients reach this server at; GetDataEndpoint returns it.
+    #[arg(long, env = "KINESCOPE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// PEM certificate chain to serve instead of the generated one.
+    #[arg(long, env = "KINESCOPE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "KINESCOPE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP (e.g. behind a TLS-terminating proxy).
+    #[arg(long, env = "KINESCOPE_NO_TLS", value_parser = BoolishValueParser::new(),
+          num_args = 0..=1, default_missing_value = "true", conflicts_with_all = ["tls_cert", "tls_key"])]
+    pub no_tls: Option<bool>,
+    /// Access key id clients sign with.
+    #[arg(long, env = "KINESCOPE_ACCESS_KEY", requires = "secret_key")]
+    pub access_key: Option<String>,
+    /// Secret access key of --access-key.
+    #[arg(long, env = "KINESCOPE_SECRET_KEY", requires = "access_key", hide_env_values = true)]
+    pub secret_key: Option<String>,
+    /// Region in stream ARNs.
+    #[arg(long, env = "KINESCOPE_REGION")]
+    pub region: Option<String>,
+    /// 12-digit account id in stream ARNs.
+    #[arg(long, env = "KINESCOPE_ACCOUNT_ID")]
+    pub account_id: Option<String>,
+    /// Accept requests without checking signatures.
+    #[arg(long, env = "KINESCOPE_ALLOW_ANONYMOUS", value_parser = BoolishValueParser::new(),
+          num_args = 0..=1, default_missing_value = "true")]
+    pub allow_anonymous: Option<bool>,
+    /// Allow --allow-anonymous on a non-loopback address.
+    #[arg(long, env = "KINESCOPE_INSECURE_ALLOW_ANONYMOUS_REMOTE", value_parser = BoolishValueParser::new(),
+          num_args = 0..=1, default_missing_value = "true")]
+    pub insecure_allow_anonymous_remote: Option<bool>,
+    /// Seconds in-flight requests get to finish on SIGINT/SIGTERM.
+    #[arg(long, env = "KINESCOPE_SHUTDOWN_TIMEOUT")]
+    pub shutdown_timeout: Option<u64>,
+}
+
+/// The configuration file: the same keys as the flags, plus several key pairs.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub public_url: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub no_tls: Option<bool>,
+    pub access_key: Option<String>,
+    pub secret_key: Option<String>,
+    pub region: Option<String>,
+    pub account_id: Option<String>,
+    pub allow_anonymous: Option<bool>,
+    pub insecure_allow_anonymous_remote: Option<bool>,
+    pub shutdown_timeout: Option<u64>,
+    #[serde(default)]
+    pub credentials: Vec<KeyPair>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyPair {
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+/// Where TLS material comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Generated into `DATA_DIR/tls/` on first start.
+    Generated,
+    Files { cert: PathBuf, key: PathBuf },
+    Off,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// `--public-url` without its trailing slash, if given.
+    pub public_url: Option<String>,
+    pub tls: TlsMode,
+    /// Configured key pairs (flags/env/file); empty means "generate or load DATA_DIR/credentials".
+    pub credentials: Vec<KeyPair>,
+    pub region: String,
+    pub account_id: String,
+    pub allow_anonymous: bool,
+    pub shutdown_timeout_secs: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Merges flags (and their environment variables) over the file over the defaults.
+    pub fn resolve(args: ServeArgs) -> Result<Self, ConfigError> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+                toml::from_str(&text)
+                    .map_err(|source| ConfigError::Parse { path: path.clone(), source })?
+            }
+            None => FileConfig::default(),
+        };
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+
+        let tls_cert = args.tls_cert.or(file.tls_cert);
+        let tls_key = args.tls_key.or(file.tls_key);
+        let no_tls = args.no_tls.or(file.no_tls).unwrap_or(false);
+        let tls = match (no_tls, tls_cert, tls_key) {
+            (true, None, None) => TlsMode::Off,
+            (true, _, _) => return invalid("--no-tls conflicts with --tls-cert/--tls-key".into()),
+            (false, Some(cert), Some(key)) => TlsMode::Files { cert, key },
+            (false, None, None) => TlsMode::Generated,
+            (false, _, _) => return invalid("--tls-cert and --tls-key go together".into()),
+        };
+
+        let mut credentials = Vec::new();
+        match (args.access_key.or(file.access_key), args.secret_key.or(file.secret_key)) {
+            (Some(access_key), Some(secret_key)) => credentials.push(KeyPair { access_key, secret_key }),
+            (None, None) => {}
+            _ => return invalid("--access-key and --secret-key go together".into()),
+        }
+        credentials.extend(file.credentials);
+        for pair in &credentials {
+            if pair.access_key.is_empty()
+                || pair.secret_key.is_empty()
+                || pair.access_key.contains(['/', ' ', ','])
+            {
+                return invalid(format!(
+                    "access key '{}' is empty or contains '/', ' ' or ',', or its secret is empty",
+                    pair.access_key
+                ));
+            }
+        }
+
+        let region = args.region.or(file.region).unwrap_or_else(|| "us-west-2".into());
+        let region_ok = !region.is_empty()
+            && region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !region_ok {
+            return invalid(format!("region '{region}' must match [a-z0-9-]+"));
+        }
+        let account_id = args.account_id.or(file.account_id).unwrap_or_else(|| "000000000000".into());
+        if account_id.len() != 12 || !account_id.chars().all(|c| c.is_ascii_digit()) {
+            return invalid(format!("account id '{account_id}' must be 12 digits"));
+        }
+
+        let listen = args.listen.or(file.listen).unwrap_or_else(|| ([127, 0, 0, 1], 8443).into());
+        let allow_anonymous = args.allow_anonymous.or(file.allow_anonymous).unwrap_or(false);
+        let remote_ok = args
+            .insecure_allow_anonymous_remote
+            .or(file.insecure_allow_anonymous_remote)
+            .unwrap_or(false);
+        if allow_anonymous && !listen.ip().is_loopback() && !remote_ok {
+            return invalid(format!(
+                "refusing anonymous access on non-loopback address {listen}; \
+                 add --insecure-allow-anonymous-remote if you really mean it"
+            ));
+        }
+
+        let public_url = args.public_url.or(file.public_url).map(|u| normalize_url(&u)).transpose()?;
+
+        Ok(Self {
+            data_dir: args.data_dir.or(file.data_dir).unwrap_or_else(|| "kinescope-data".into()),
+            listen,
+            public_url,
+            tls,
+            credentials,
+            region,
+            account_id,
+            allow_anonymous,
+            shutdown_timeout_secs: args.shutdown_timeout.or(file.shutdown_timeout).unwrap_or(30),
+        })
+    }
+
+    /// The URL clients use: `--public-url`, or one derived from the bound address.
+    pub fn endpoint(&self, bound: SocketAddr) -> String {
+        if let Some(url) = &self.public_url {
+            return url.clone();
+        }
+        let scheme = if self.tls == TlsMode::Off { "http" } else { "https" };
+        let host = match bound.ip() {
+            ip if ip.is_unspecified() => "localhost".to_owned(),
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        };
+        format!("{scheme}://{host}:{}", bound.port())
+    }
+
+    pub fn tls_dir(&self) -> PathBuf {
+        self.data_dir.join("tls")
+    }
+
+    pub fn credentials_file(&self) -> PathBuf {
+        self.data_dir.join("credentials")
+    }
+
+    pub fn catalog_path(&self) -> PathBuf {
+        self.data_dir.join("catalog.db")
+    }
+}
+
+/// `scheme://host[:port]` with no path; a trailing `/` is dropped.
+fn normalize_url(url: &str) -> Result<String, ConfigError> {
+    let trimmed = url.trim_end_matches('/');
+    let bad = || ConfigError::Invalid(format!("--public-url '{url}' must be http(s)://host[:port]"));
+    let rest = trimmed
+        .strip_prefix("https://")
+        .or_else(|| trimmed.strip_prefix("http://"))
+        .ok_or_else(bad)?;
+    if rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ']) {
+        return Err(bad());
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// The host of a URL accepted by `normalize_url`, without brackets or port.
+pub fn url_host(url: &str) -> &str {
+    let authority = url.split_once("://").map_or(url, |(_, a)| a);
+    if let Some(v6) = authority.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or(v6);
+    }
+    authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+}
+
+/// Reads a TOML key file written by [`write_private`].
+pub fn read_key_pair(path: &Path) -> Result<KeyPair, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> ServeArgs {
+        let cli = Cli::try_parse_from(["kinescope", "serve"].iter().chain(args)).unwrap();
+        let Command::Serve(a) = cli.command;
+        a
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::resolve(parse(&[])).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("kinescope-data"));
+        assert_eq!(c.listen, "127.0.0.1:8443".parse().unwrap());
+        assert_eq!(c.tls, TlsMode::Generated);
+        assert_eq!(c.region, "us-west-2");
+        assert!(c.credentials.is_empty());
+        assert!(!c.allow_anonymous);
+        assert_eq!(c.endpoint(c.listen), "https://127.0.0.1:8443");
+    }
+
+    #[test]
+    fn flags_beat_file_and_file_beats_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("k.toml");
+        std::fs::write(
+            &file,
+            r#"
+            listen = "127.0.0.1:9000"
+            region = "eu-central-1"
+            no_tls = true
+            access_key = "FILEKEY"
+            secret_key = "filesecret"
+            [[credentials]]
+            access_key = "SECOND"
+            secret_key = "s2"
+            "#,
+        )
+        .unwrap();
+        let f = file.to_str().unwrap();
+        let c = Config::resolve(parse(&["--config", f, "--region", "ap-south-1"])).unwrap();
+        assert_eq!(c.region, "ap-south-1");
+        assert_eq!(c.listen, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(c.tls, TlsMode::Off);
+        assert_eq!(c.endpoint(c.listen), "http://127.0.0.1:9000");
+        let keys: Vec<&str> = c.credentials.iter().map(|k| k.access_key.as_str()).collect();
+        assert_eq!(keys, ["FILEKEY", "SECOND"]);
+        let c = Config::resolve(parse(&["--config", f, "--access-key", "A", "--secret-key", "B"])).unwrap();
+        assert_eq!(c.credentials[0], KeyPair { access_key: "A".into(), secret_key: "B".into() });
+    }
+
+    #[test]
+    fn unknown_file_keys_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("k.toml");
+        std::fs::write(&file, "lisen = \"127.0.0.1:1\"\n").unwrap();
+        let err = Config::resolve(parse(&["--config", file.to_str().unwrap()])).unwrap_err();
+        assert!(err.to_string().contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn anonymous_only_on_loopback_unless_insecure() {
+        assert!(Config::resolve(parse(&["--allow-anonymous"])).unwrap().allow_anonymous);
+        let remote = ["--allow-anonymous", "--listen", "0.0.0.0:8443"];
+        assert!(Config::resolve(parse(&remote)).is_err());
+        let insecure = [&remote[..], &["--insecure-allow-anonymous-remote"]].concat();
+        assert!(Config::resolve(parse(&insecure)).is_ok());
+    }
+
+    #[test]
+    fn public_url_is_normalized() {
+        let c = Config::resolve(parse(&["--public-url", "https://kvs.example.com:443/"])).unwrap();
+        assert_eq!(c.endpoint(c.listen), "https://kvs.example.com:443");
+        assert_eq!(url_host("https://kvs.example.com:443"), "kvs.example.com");
+        assert_eq!(url_host("http://[::1]:80"), "::1");
+        assert_eq!(url_host("http://h"), "h");
+        assert!(Config::resolve(parse(&["--public-url", "ftp://x"])).is_err());
+        assert!(Config::resolve(parse(&["--public-url", "https://x/path"])).is_err());
+    }
+
+    #[test]
+    fn tls_flags_pair_up() {
+        assert!(Cli::try_parse_from(["kinescope", "serve", "--tls-cert", "c.pem"]).is_err());
+        assert!(Cli::try_parse_from(["kinescope", "serve", "--no-tls", "--tls-cert", "c", "--tls-key", "k"]).is_err());
+        let c = Config::resolve(parse(&["--tls-cert", "c.pem", "--tls-key", "k.pem"])).unwrap();
+        assert_eq!(c.tls, TlsMode::Files { cert: "c.pem".into(), key: "k.pem".into() });
+    }
+}

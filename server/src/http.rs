@@ -1,0 +1,237 @@
+//! The HTTP surface: one router for every API path (spec §1.1: `POST /<operation>` with a JSON
+//! body), plus `/healthz`, `/readyz` and `/metrics`. Layers, outermost first: request id,
+//! metrics and tracing for every request; SigV4 authentication and a body bound for API paths.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get, post};
+use kinescope_api::{ApiError, ErrorKind};
+use serde::de::DeserializeOwned;
+use tracing::Instrument;
+
+use crate::auth::{Payload, Request as SignedRequest};
+use crate::control;
+use crate::error::KvsError;
+use crate::secrets::request_id;
+use crate::state::AppState;
+
+/// Largest JSON request body; the largest real input (GetMediaForFragmentList with 1000
+/// fragment numbers) is far below it.
+pub const MAX_JSON_BODY: usize = 1 << 20;
+
+/// Operations of the KVS models that Kinescope does not serve yet, by path. Each answers
+/// `NotImplementedException` (HTTP 501), listed in the README's feature table.
+const NOT_YET: &[(&str, &str)] = &[
+    ("/putMedia", "PutMedia"),
+    ("/getMedia", "GetMedia"),
+    ("/listFragments", "ListFragments"),
+    ("/getMediaForFragmentList", "GetMediaForFragmentList"),
+    ("/getHLSStreamingSessionURL", "GetHLSStreamingSessionURL"),
+    ("/getDASHStreamingSessionURL", "GetDASHStreamingSessionURL"),
+    ("/getClip", "GetClip"),
+    ("/getImages", "GetImages"),
+    ("/createSignalingChannel", "CreateSignalingChannel"),
+    ("/deleteSignalingChannel", "DeleteSignalingChannel"),
+    ("/describeSignalingChannel", "DescribeSignalingChannel"),
+    ("/getSignalingChannelEndpoint", "GetSignalingChannelEndpoint"),
+    ("/listSignalingChannels", "ListSignalingChannels"),
+    ("/updateSignalingChannel", "UpdateSignalingChannel"),
+    ("/describeImageGenerationConfiguration", "DescribeImageGenerationConfiguration"),
+    ("/updateImageGenerationConfiguration", "UpdateImageGenerationConfiguration"),
+    ("/describeNotificationConfiguration", "DescribeNotificationConfiguration"),
+    ("/updateNotificationConfiguration", "UpdateNotificationConfiguration"),
+    ("/describeMediaStorageConfiguration", "DescribeMediaStorageConfiguration"),
+    ("/updateMediaStorageConfiguration", "UpdateMediaStorageConfiguration"),
+    ("/describeMappedResourceConfiguration", "DescribeMappedResourceConfiguration"),
+    ("/describeStreamStorageConfiguration", "DescribeStreamStorageConfiguration"),
+    ("/updateStreamStorageConfiguration", "UpdateStreamStorageConfiguration"),
+    ("/startEdgeConfigurationUpdate", "StartEdgeConfigurationUpdate"),
+    ("/describeEdgeConfiguration", "DescribeEdgeConfiguration"),
+    ("/deleteEdgeConfiguration", "DeleteEdgeConfiguration"),
+    ("/listEdgeAgentConfigurations", "ListEdgeAgentConfigurations"),
+];
+
+/// Implemented operations by path; the names label metrics and logs.
+const OPERATIONS: &[(&str, &str)] = &[
+    ("/createStream", "CreateStream"),
+    ("/describeStream", "DescribeStream"),
+    ("/listStreams", "ListStreams"),
+    ("/deleteStream", "DeleteStream"),
+    ("/updateStream", "UpdateStream"),
+    ("/updateDataRetention", "UpdateDataRetention"),
+    ("/tagStream", "TagStream"),
+    ("/untagStream", "UntagStream"),
+    ("/listTagsForStream", "ListTagsForStream"),
+    ("/TagResource", "TagResource"),
+    ("/UntagResource", "UntagResource"),
+    ("/ListTagsForResource", "ListTagsForResource"),
+    ("/getDataEndpoint", "GetDataEndpoint"),
+    ("/healthz", "healthz"),
+    ("/readyz", "readyz"),
+    ("/metrics", "metrics"),
+];
+
+/// The whole router.
+pub fn router(state: Arc<AppState>) -> Router {
+    let mut api = Router::new()
+        .route("/createStream", op(post(control::create_stream)))
+        .route("/describeStream", op(post(control::describe_stream)))
+        .route("/listStreams", op(post(control::list_streams)))
+        .route("/deleteStream", op(post(control::delete_stream)))
+        .route("/updateStream", op(post(control::update_stream)))
+        .route("/updateDataRetention", op(post(control::update_data_retention)))
+        .route("/tagStream", op(post(control::tag_stream)))
+        .route("/untagStream", op(post(control::untag_stream)))
+        .route("/listTagsForStream", op(post(control::list_tags_for_stream)))
+        .route("/TagResource", op(post(control::tag_resource)))
+        .route("/UntagResource", op(post(control::untag_resource)))
+        .route("/ListTagsForResource", op(post(control::list_tags_for_resource)))
+        .route("/getDataEndpoint", op(post(control::get_data_endpoint)));
+    for &(path, name) in NOT_YET {
+        api = api.route(path, op(post(move || not_yet(name))));
+    }
+    api.route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(unknown_operation)
+        .layer(middleware::from_fn(observe))
+        .with_state(state)
+}
+
+/// The JSON body of an API call. An empty body is `{}`; a body that is not JSON is a
+/// `SerializationException`; JSON of the wrong shape is an `InvalidArgumentException`.
+#[derive(Debug)]
+pub struct KvsJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for KvsJson<T> {
+    type Rejection = KvsError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| KvsError::new(ErrorKind::InvalidArgument, e.body_text()))?;
+        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
+        let value: serde_json::Value = serde_json::from_slice(bytes)
+            .map_err(|e| KvsError::new(ErrorKind::Serialization, format!("request body is not valid JSON: {e}")))?;
+        if !value.is_object() {
+            return Err(KvsError::new(ErrorKind::Serialization, "request body must be a JSON object"));
+        }
+        T::deserialize(value)
+            .map(Self)
+            .map_err(|e| ApiError::invalid_argument(format!("invalid request: {e}")).into())
+    }
+}
+
+fn op(route: MethodRouter<Arc<AppState>>) -> MethodRouter<Arc<AppState>> {
+    route.fallback(|method: Method| async move {
+        KvsError::new(ErrorKind::MethodNotAllowed, format!("{method} is not allowed here; KVS operations are POST"))
+    })
+}
+
+async fn not_yet(name: &'static str) -> KvsError {
+    KvsError::new(
+        ErrorKind::NotImplemented,
+        format!("{name} is not implemented by this Kinescope version yet (see the README feature table)"),
+    )
+}
+
+async fn unknown_operation(method: Method, uri: axum::http::Uri) -> KvsError {
+    KvsError::new(ErrorKind::UnknownOperation, format!("no operation at {method} {}", uri.path()))
+}
+
+async fn readyz(State(app): State<Arc<AppState>>) -> Response {
+    if app.shutting_down.load(Ordering::Relaxed) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    }
+    match app.catalog.ping().await {
+        Ok(()) => "ready\n".into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready");
+            (StatusCode::SERVICE_UNAVAILABLE, "catalog unavailable\n").into_response()
+        }
+    }
+}
+
+async fn metrics(State(app): State<Arc<AppState>>) -> Response {
+    let body = app.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+/// Reads and bounds the body, then checks the signature over it. Streaming PutMedia is
+/// checked on its headers alone (spec §1.2) and its body is passed on unread.
+async fn authenticate(State(app): State<Arc<AppState>>, req: Request, next: Next) -> Result<Response, KvsError> {
+    let (parts, body) = req.into_parts();
+    let streaming = parts.uri.path() == "/putMedia";
+    let (body, bytes) = if streaming {
+        (body, None)
+    } else {
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_JSON_BODY as u64) {
+            return Err(too_large());
+        }
+        let bytes = axum::body::to_bytes(body, MAX_JSON_BODY).await.map_err(|e| {
+            let limit = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if limit { too_large() } else { KvsError::new(ErrorKind::InvalidArgument, "could not read the request body") }
+        })?;
+        (Body::from(bytes.clone()), Some(bytes))
+    };
+    let signed = SignedRequest {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query(),
+        headers: &parts.headers,
+        payload: bytes.as_deref().map_or(Payload::Streaming, Payload::Body),
+    };
+    if let Err(e) = app.auth.check(&signed, app.clock.now()) {
+        tracing::warn!(error = %e.kind.name(), message = %e.message, "request refused");
+        return Err(e.into());
+    }
+    Ok(next.run(Request::from_parts(parts, body)).await)
+}
+
+fn too_large() -> KvsError {
+    KvsError::new(
+        ErrorKind::RequestEntityTooLarge,
+        format!("request body exceeds {MAX_JSON_BODY} bytes"),
+    )
+}
+
+/// Request id, access log, and Prometheus metrics by operation and status.
+async fn observe(req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    let operation = OPERATIONS
+        .iter()
+        .chain(NOT_YET)
+        .find(|(p, _)| *p == path)
+        .map_or("unknown", |(_, name)| name);
+    let id = request_id();
+    let span = tracing::info_span!("request", op = operation, id = %id);
+    let start = Instant::now();
+    let mut resp = next.run(req).instrument(span.clone()).await;
+    let elapsed = start.elapsed();
+    let status = resp.status().as_u16();
+    span.in_scope(|| tracing::debug!(status, elapsed_ms = elapsed.as_secs_f64() * 1e3, "done"));
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-amzn-requestid", v);
+    }
+    let status_label = status.to_string();
+    metrics::counter!("kinescope_http_requests_total", "operation" => operation, "status" => status_label.clone())
+        .increment(1);
+    metrics::histogram!("kinescope_http_request_duration_seconds", "operation" => operation, "status" => status_label)
+        .record(elapsed.as_secs_f64());
+    resp
+}

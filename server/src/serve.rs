@@ -1,0 +1,177 @@
+//! `kinescope serve`: prepares the data directory (catalog, credentials, TLS), binds the one
+//! listener, prints what a person needs to connect, and serves until SIGINT/SIGTERM, then
+//! stops accepting and gives in-flight requests `shutdown_timeout` to finish.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum_server::Handle;
+use axum_server::tls_rustls::RustlsConfig;
+use kinescope_archive::{Clock, SqliteCatalog, SystemClock};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+
+use crate::auth::{Auth, KeyStore};
+use crate::config::{Config, KeyPair, TlsMode, url_host};
+use crate::secrets::load_or_generate_credentials;
+use crate::state::AppState;
+use crate::{http, tls};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Latency buckets of the request histogram, in seconds.
+const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+
+/// Where the credentials that clients should use came from.
+enum Shown {
+    /// Generated now or read from `DATA_DIR/credentials`: printed in full.
+    Generated { pair: KeyPair, path: PathBuf, new: bool },
+    /// Configured by the operator: the secret is not printed.
+    Configured(Vec<String>),
+    Anonymous,
+}
+
+pub async fn run(mut config: Config) -> Result<(), BoxError> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| format!("cannot create data directory {}: {e}", config.data_dir.display()))?;
+    // Absolute, so that the printed paths work from any directory.
+    config.data_dir = std::fs::canonicalize(&config.data_dir)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let catalog = SqliteCatalog::open(&config.catalog_path()).await?;
+
+    let (auth, shown) = if config.allow_anonymous {
+        (Auth::Anonymous, Shown::Anonymous)
+    } else if config.credentials.is_empty() {
+        let path = config.credentials_file();
+        let (pair, new) = load_or_generate_credentials(&path)?;
+        let keys = KeyStore::new([(pair.access_key.clone(), pair.secret_key.clone())]);
+        (Auth::SigV4(keys), Shown::Generated { pair, path, new })
+    } else {
+        let ids = config.credentials.iter().map(|k| k.access_key.clone()).collect();
+        let keys = KeyStore::new(config.credentials.iter().map(|k| (k.access_key.clone(), k.secret_key.clone())));
+        (Auth::SigV4(keys), Shown::Configured(ids))
+    };
+
+    let listener = TcpListener::bind(config.listen)
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let bound = listener.local_addr()?;
+    let endpoint = config.endpoint(bound);
+
+    let tls = match &config.tls {
+        TlsMode::Off => None,
+        TlsMode::Files { cert, key } => Some((tls::server_config(cert, key)?, None)),
+        TlsMode::Generated => {
+            let sans = tls::subject_alt_names(bound.ip(), Some(url_host(&endpoint)));
+            let today = clock.now().as_millis().div_euclid(86_400_000);
+            let (chain, key) = tls::ensure_generated(&config.tls_dir(), &sans, today)?;
+            Some((tls::server_config(&chain, &key)?, Some(config.tls_dir().join("ca.pem"))))
+        }
+    };
+
+    let metrics = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)?
+        .install_recorder()
+        .map_err(|e| format!("cannot install the metrics recorder: {e}"))?;
+    let upkeep = metrics.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+
+    let state = Arc::new(AppState {
+        catalog: Arc::new(catalog),
+        clock,
+        auth,
+        region: config.region.clone(),
+        account_id: config.account_id.clone(),
+        endpoint: endpoint.clone(),
+        shutting_down: AtomicBool::new(false),
+        metrics: Some(metrics),
+    });
+    let app = http::router(state.clone());
+
+    let ca_file = tls.as_ref().and_then(|(_, ca)| ca.clone());
+    print_banner(&config, &endpoint, ca_file.as_deref(), &shown);
+
+    let handle: Handle<std::net::SocketAddr> = Handle::new();
+    let grace = Duration::from_secs(config.shutdown_timeout_secs);
+    tokio::spawn(shutdown_on_signal(handle.clone(), state, grace));
+    let service = app.into_make_service();
+    match tls {
+        Some((server_config, _)) => {
+            axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(server_config))?
+                .handle(handle)
+                .serve(service)
+                .await?
+        }
+        None => axum_server::from_tcp(listener)?.handle(handle).serve(service).await?,
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_on_signal(handle: Handle<std::net::SocketAddr>, state: Arc<AppState>, grace: Duration) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            return;
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!(grace_secs = grace.as_secs(), "shutting down: no new connections, finishing requests");
+    state.shutting_down.store(true, Ordering::Relaxed);
+    handle.graceful_shutdown(Some(grace));
+}
+
+/// One block on stdout that a person can act on: where to connect, what to trust, how to sign.
+fn print_banner(config: &Config, endpoint: &str, ca: Option<&std::path::Path>, shown: &Shown) {
+    let mut out = String::new();
+    let line = |out: &mut String, k: &str, v: &str| out.push_str(&format!("  {k:<12} {v}\n"));
+    out.push_str(&format!("Kinescope {} is serving the Kinesis Video Streams API\n", env!("CARGO_PKG_VERSION")));
+    line(&mut out, "Endpoint:", endpoint);
+    let ca_arg = match ca {
+        Some(ca) => {
+            line(&mut out, "Trust CA:", &ca.display().to_string());
+            format!(" --ca-bundle {}", ca.display())
+        }
+        None => String::new(),
+    };
+    line(&mut out, "Region:", &config.region);
+    line(&mut out, "Data dir:", &config.data_dir.display().to_string());
+    let (ak, sk) = match shown {
+        Shown::Generated { pair, path, new } => {
+            line(&mut out, "Access key:", &pair.access_key);
+            line(&mut out, "Secret key:", &pair.secret_key);
+            let how = if *new { "generated now, stored in" } else { "from" };
+            line(&mut out, "Credentials:", &format!("{how} {}", path.display()));
+            (pair.access_key.clone(), pair.secret_key.clone())
+        }
+        Shown::Configured(ids) => {
+            line(&mut out, "Access keys:", &format!("{} (secrets as configured)", ids.join(", ")));
+            (ids[0].clone(), "YOUR_SECRET_KEY".into())
+        }
+        Shown::Anonymous => {
+            line(&mut out, "Auth:", "ANONYMOUS: signatures are not checked");
+            ("anonymous".into(), "anonymous".into())
+        }
+    };
+    out.push_str("  Try:\n");
+    out.push_str(&format!(
+        "    AWS_ACCESS_KEY_ID={ak} AWS_SECRET_ACCESS_KEY={sk} aws --region {} --endpoint-url {endpoint}{ca_arg} kinesisvideo list-streams\n",
+        config.region
+    ));
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(out.as_bytes());
+    let _ = stdout.flush();
+}

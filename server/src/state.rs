@@ -1,0 +1,25 @@
+//! What every request handler shares: the injected catalog and clock, authentication, and the
+//! identity of this server (region, account, endpoint).
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use kinescope_archive::{Catalog, Clock};
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::auth::Auth;
+
+#[derive(Debug)]
+pub struct AppState {
+    pub catalog: Arc<dyn Catalog>,
+    pub clock: Arc<dyn Clock>,
+    pub auth: Auth,
+    /// Region of the ARNs this server creates.
+    pub region: String,
+    pub account_id: String,
+    /// The base URL GetDataEndpoint returns: scheme, host, port, no trailing slash.
+    pub endpoint: String,
+    /// Set when shutdown begins; `/readyz` then answers 503.
+    pub shutting_down: AtomicBool,
+    pub metrics: Option<PrometheusHandle>,
+}
