@@ -78,7 +78,9 @@ impl StorageTier {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Hot, Self::Warm].into_iter().find(|v| v.as_str() == s)
+        [Self::Hot, Self::Warm]
+            .into_iter()
+            .find(|v| v.as_str() == s)
     }
 }
 
@@ -309,7 +311,10 @@ mod tests {
             r#"{"StreamName": "s", "Tags": ["a"]}"#,
             r#"{}"#,
         ] {
-            assert!(serde_json::from_str::<CreateStreamInput>(body).is_err(), "{body}");
+            assert!(
+                serde_json::from_str::<CreateStreamInput>(body).is_err(),
+                "{body}"
+            );
         }
     }
 
@@ -328,7 +333,10 @@ mod tests {
             data_retention_in_hours: 2,
         };
         let v = serde_json::to_value(&info).unwrap();
-        assert_eq!(v["StreamARN"], "arn:aws:kinesisvideo:us-west-2:000000000000:stream/s/1000");
+        assert_eq!(
+            v["StreamARN"],
+            "arn:aws:kinesisvideo:us-west-2:000000000000:stream/s/1000"
+        );
         assert_eq!(v["Status"], "ACTIVE");
         assert_eq!(v["CreationTime"], 1_700_000_000.5);
         assert_eq!(v["DataRetentionInHours"], 2);
@@ -337,7 +345,12 @@ mod tests {
 
     #[test]
     fn enum_names_match_serde() {
-        for s in [StreamStatus::Creating, StreamStatus::Active, StreamStatus::Updating, StreamStatus::Deleting] {
+        for s in [
+            StreamStatus::Creating,
+            StreamStatus::Active,
+            StreamStatus::Updating,
+            StreamStatus::Deleting,
+        ] {
             assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
             assert_eq!(StreamStatus::parse(s.as_str()), Some(s));
         }

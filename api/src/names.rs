@@ -204,7 +204,8 @@ impl StreamArn {
         };
         let lower_digit_dash = |p: &str| {
             !p.is_empty()
-                && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         };
         if arn != "arn"
             || !lower_digit_dash(partition)
@@ -225,7 +226,10 @@ impl StreamArn {
             return Err(bad());
         }
         let name = StreamName::parse(name).map_err(|_| bad())?;
-        Ok(Self { arn: s.to_owned(), name })
+        Ok(Self {
+            arn: s.to_owned(),
+            name,
+        })
     }
 
     pub fn as_str(&self) -> &str {
@@ -259,10 +263,7 @@ pub enum StreamRef {
 
 impl StreamRef {
     /// From the two optional request fields; both or neither is an `InvalidArgumentException`.
-    pub fn from_fields(
-        name: Option<StreamName>,
-        arn: Option<String>,
-    ) -> Result<Self, ApiError> {
+    pub fn from_fields(name: Option<StreamName>, arn: Option<String>) -> Result<Self, ApiError> {
         match (name, arn) {
             (Some(n), None) => Ok(Self::Name(n)),
             (None, Some(a)) => Ok(Self::Arn(StreamArn::parse(&a)?)),
@@ -318,7 +319,14 @@ mod tests {
     fn media_types() {
         assert!(MediaType::parse("video/h264").is_ok());
         assert!(MediaType::parse("video/h264,audio/aac").is_ok());
-        for bad in ["video", "video/", "/h264", "video/h264,", "a/b/c", "video h264/x"] {
+        for bad in [
+            "video",
+            "video/",
+            "/h264",
+            "video/h264,",
+            "a/b/c",
+            "video h264/x",
+        ] {
             assert!(MediaType::parse(bad).is_err(), "{bad:?}");
         }
     }
@@ -337,7 +345,10 @@ mod tests {
     fn arns_round_trip() {
         let name = StreamName::parse("s1").unwrap();
         let arn = StreamArn::new("us-west-2", "123456789012", &name, 1581494584992);
-        assert_eq!(arn.as_str(), "arn:aws:kinesisvideo:us-west-2:123456789012:stream/s1/1581494584992");
+        assert_eq!(
+            arn.as_str(),
+            "arn:aws:kinesisvideo:us-west-2:123456789012:stream/s1/1581494584992"
+        );
         let parsed = StreamArn::parse(arn.as_str()).unwrap();
         assert_eq!(parsed, arn);
         assert_eq!(parsed.stream_name(), &name);
@@ -358,7 +369,10 @@ mod tests {
         let n = StreamName::parse("s").unwrap();
         assert!(StreamRef::from_fields(Some(n.clone()), None).is_ok());
         assert!(StreamRef::from_fields(None, None).is_err());
-        assert!(StreamRef::from_fields(Some(n), Some("arn:aws:kinesisvideo:r:1:stream/s/1".into())).is_err());
+        assert!(
+            StreamRef::from_fields(Some(n), Some("arn:aws:kinesisvideo:r:1:stream/s/1".into()))
+                .is_err()
+        );
     }
 
     #[test]

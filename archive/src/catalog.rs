@@ -31,7 +31,9 @@ pub enum CatalogError {
     VersionMismatch { stream: String, expected: String },
     #[error("stream {stream} would have {count} tags; at most {MAX_TAGS} are allowed")]
     TooManyTags { stream: String, count: usize },
-    #[error("retention of stream {stream} would be {hours} hours; it must stay within 0..={MAX_RETENTION_HOURS}")]
+    #[error(
+        "retention of stream {stream} would be {hours} hours; it must stay within 0..={MAX_RETENTION_HOURS}"
+    )]
     RetentionOutOfRange { stream: String, hours: i64 },
     #[error("catalog database: {0}")]
     Database(#[from] sqlx::Error),

@@ -52,103 +52,211 @@ pub async fn run(c: &dyn Catalog) {
 
 async fn create_and_describe(c: &dyn Catalog) {
     let s = info("alpha", 1000);
-    c.create_stream(&s, StorageTier::Hot, &tags(&[("k", "v")])).await.unwrap();
+    c.create_stream(&s, StorageTier::Hot, &tags(&[("k", "v")]))
+        .await
+        .unwrap();
     let by_name = c.stream(&StreamRef::Name(name("alpha"))).await.unwrap();
     assert_eq!(by_name.info, s);
     assert_eq!(by_name.storage_tier, StorageTier::Hot);
-    let by_arn = c.stream(&StreamRef::Arn(s.stream_arn.clone())).await.unwrap();
+    let by_arn = c
+        .stream(&StreamRef::Arn(s.stream_arn.clone()))
+        .await
+        .unwrap();
     assert_eq!(by_arn, by_name);
-    let err = c.create_stream(&info("alpha", 2000), StorageTier::Hot, &Tags::new()).await;
+    let err = c
+        .create_stream(&info("alpha", 2000), StorageTier::Hot, &Tags::new())
+        .await;
     assert!(matches!(err, Err(CatalogError::StreamExists(_))), "{err:?}");
     let missing = c.stream(&StreamRef::Name(name("nope"))).await;
-    assert!(matches!(missing, Err(CatalogError::StreamNotFound(_))), "{missing:?}");
+    assert!(
+        matches!(missing, Err(CatalogError::StreamNotFound(_))),
+        "{missing:?}"
+    );
     // An ARN with the right name but another creation time is another stream.
     let stale = StreamArn::new("us-west-2", "000000000000", &name("alpha"), 999);
-    assert!(matches!(c.stream(&StreamRef::Arn(stale)).await, Err(CatalogError::StreamNotFound(_))));
-    assert_eq!(c.stream_tags(&StreamRef::Name(name("alpha"))).await.unwrap(), tags(&[("k", "v")]));
+    assert!(matches!(
+        c.stream(&StreamRef::Arn(stale)).await,
+        Err(CatalogError::StreamNotFound(_))
+    ));
+    assert_eq!(
+        c.stream_tags(&StreamRef::Name(name("alpha")))
+            .await
+            .unwrap(),
+        tags(&[("k", "v")])
+    );
 }
 
 async fn list_with_prefix_and_paging(c: &dyn Catalog) {
     for n in ["cam_b", "cam.a", "cam-c", "camX", "other"] {
-        c.create_stream(&info(n, 5000), StorageTier::Warm, &Tags::new()).await.unwrap();
+        c.create_stream(&info(n, 5000), StorageTier::Warm, &Tags::new())
+            .await
+            .unwrap();
     }
     let names = |v: Vec<crate::StreamRecord>| {
-        v.into_iter().map(|r| r.info.stream_name.to_string()).collect::<Vec<_>>()
+        v.into_iter()
+            .map(|r| r.info.stream_name.to_string())
+            .collect::<Vec<_>>()
     };
     let all = names(c.list_streams(None, None, 100).await.unwrap());
     assert_eq!(all, ["alpha", "cam-c", "cam.a", "camX", "cam_b", "other"]);
     // `_` and `.` are literal characters in a prefix, not wildcards.
-    assert_eq!(names(c.list_streams(Some("cam_"), None, 100).await.unwrap()), ["cam_b"]);
-    assert_eq!(names(c.list_streams(Some("cam"), None, 2).await.unwrap()), ["cam-c", "cam.a"]);
     assert_eq!(
-        names(c.list_streams(Some("cam"), Some("cam.a"), 10).await.unwrap()),
+        names(c.list_streams(Some("cam_"), None, 100).await.unwrap()),
+        ["cam_b"]
+    );
+    assert_eq!(
+        names(c.list_streams(Some("cam"), None, 2).await.unwrap()),
+        ["cam-c", "cam.a"]
+    );
+    assert_eq!(
+        names(
+            c.list_streams(Some("cam"), Some("cam.a"), 10)
+                .await
+                .unwrap()
+        ),
         ["camX", "cam_b"]
     );
-    assert!(c.list_streams(Some("zzz"), None, 10).await.unwrap().is_empty());
+    assert!(
+        c.list_streams(Some("zzz"), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn versions_guard_updates(c: &dyn Catalog) {
     let r = StreamRef::Name(name("alpha"));
     let dev = DeviceName::parse("dev2").unwrap();
-    c.update_stream(&r, &version("v1"), &version("v2"), Some(&dev), None).await.unwrap();
+    c.update_stream(&r, &version("v1"), &version("v2"), Some(&dev), None)
+        .await
+        .unwrap();
     let s = c.stream(&r).await.unwrap().info;
     assert_eq!(s.version, version("v2"));
     assert_eq!(s.device_name, Some(dev));
     assert_eq!(s.media_type, Some(MediaType::parse("video/h264").unwrap()));
-    let stale = c.update_stream(&r, &version("v1"), &version("v3"), None, None).await;
-    assert!(matches!(stale, Err(CatalogError::VersionMismatch { .. })), "{stale:?}");
-    let missing = c
-        .update_stream(&StreamRef::Name(name("nope")), &version("v1"), &version("v3"), None, None)
+    let stale = c
+        .update_stream(&r, &version("v1"), &version("v3"), None, None)
         .await;
-    assert!(matches!(missing, Err(CatalogError::StreamNotFound(_))), "{missing:?}");
+    assert!(
+        matches!(stale, Err(CatalogError::VersionMismatch { .. })),
+        "{stale:?}"
+    );
+    let missing = c
+        .update_stream(
+            &StreamRef::Name(name("nope")),
+            &version("v1"),
+            &version("v3"),
+            None,
+            None,
+        )
+        .await;
+    assert!(
+        matches!(missing, Err(CatalogError::StreamNotFound(_))),
+        "{missing:?}"
+    );
 }
 
 async fn retention_stays_in_range(c: &dyn Catalog) {
     let r = StreamRef::Name(name("alpha"));
-    c.change_retention(&r, &version("v2"), &version("v3"), 10).await.unwrap();
+    c.change_retention(&r, &version("v2"), &version("v3"), 10)
+        .await
+        .unwrap();
     assert_eq!(c.stream(&r).await.unwrap().info.data_retention_in_hours, 12);
-    let below = c.change_retention(&r, &version("v3"), &version("v4"), -13).await;
-    assert!(matches!(below, Err(CatalogError::RetentionOutOfRange { hours: -1, .. })), "{below:?}");
-    let above = c.change_retention(&r, &version("v3"), &version("v4"), 87_589).await;
-    assert!(matches!(above, Err(CatalogError::RetentionOutOfRange { .. })), "{above:?}");
-    let stale = c.change_retention(&r, &version("v2"), &version("v4"), 1).await;
-    assert!(matches!(stale, Err(CatalogError::VersionMismatch { .. })), "{stale:?}");
-    c.change_retention(&r, &version("v3"), &version("v4"), -12).await.unwrap();
+    let below = c
+        .change_retention(&r, &version("v3"), &version("v4"), -13)
+        .await;
+    assert!(
+        matches!(
+            below,
+            Err(CatalogError::RetentionOutOfRange { hours: -1, .. })
+        ),
+        "{below:?}"
+    );
+    let above = c
+        .change_retention(&r, &version("v3"), &version("v4"), 87_589)
+        .await;
+    assert!(
+        matches!(above, Err(CatalogError::RetentionOutOfRange { .. })),
+        "{above:?}"
+    );
+    let stale = c
+        .change_retention(&r, &version("v2"), &version("v4"), 1)
+        .await;
+    assert!(
+        matches!(stale, Err(CatalogError::VersionMismatch { .. })),
+        "{stale:?}"
+    );
+    c.change_retention(&r, &version("v3"), &version("v4"), -12)
+        .await
+        .unwrap();
     let s = c.stream(&r).await.unwrap().info;
     assert_eq!((s.data_retention_in_hours, s.version), (0, version("v4")));
 }
 
 async fn tags_merge_and_stay_within_limit(c: &dyn Catalog) {
     let r = StreamRef::Name(name("cam_b"));
-    c.tag_stream(&r, &tags(&[("a", "1"), ("b", "2")])).await.unwrap();
+    c.tag_stream(&r, &tags(&[("a", "1"), ("b", "2")]))
+        .await
+        .unwrap();
     c.tag_stream(&r, &tags(&[("b", "3")])).await.unwrap();
-    assert_eq!(c.stream_tags(&r).await.unwrap(), tags(&[("a", "1"), ("b", "3")]));
+    assert_eq!(
+        c.stream_tags(&r).await.unwrap(),
+        tags(&[("a", "1"), ("b", "3")])
+    );
     let keys: Vec<String> = (0..49).map(|i| format!("k{i}")).collect();
     let many: Vec<(&str, &str)> = keys.iter().map(|k| (k.as_str(), "x")).collect();
     let err = c.tag_stream(&r, &tags(&many)).await;
-    assert!(matches!(err, Err(CatalogError::TooManyTags { count: 51, .. })), "{err:?}");
+    assert!(
+        matches!(err, Err(CatalogError::TooManyTags { count: 51, .. })),
+        "{err:?}"
+    );
     // The refused call changed nothing.
     assert_eq!(c.stream_tags(&r).await.unwrap().len(), 2);
     c.tag_stream(&r, &tags(&many[..48])).await.unwrap();
     assert_eq!(c.stream_tags(&r).await.unwrap().len(), 50);
-    c.untag_stream(&r, &[TagKey::parse("a").unwrap(), TagKey::parse("absent").unwrap()])
-        .await
-        .unwrap();
+    c.untag_stream(
+        &r,
+        &[
+            TagKey::parse("a").unwrap(),
+            TagKey::parse("absent").unwrap(),
+        ],
+    )
+    .await
+    .unwrap();
     assert_eq!(c.stream_tags(&r).await.unwrap().len(), 49);
-    let missing = c.tag_stream(&StreamRef::Name(name("nope")), &tags(&[("a", "1")])).await;
-    assert!(matches!(missing, Err(CatalogError::StreamNotFound(_))), "{missing:?}");
+    let missing = c
+        .tag_stream(&StreamRef::Name(name("nope")), &tags(&[("a", "1")]))
+        .await;
+    assert!(
+        matches!(missing, Err(CatalogError::StreamNotFound(_))),
+        "{missing:?}"
+    );
 }
 
 async fn delete_and_recreate(c: &dyn Catalog) {
     let r = StreamRef::Name(name("cam_b"));
     let arn = c.stream(&r).await.unwrap().info.stream_arn;
     let stale = c.delete_stream(&arn, Some(&version("nope"))).await;
-    assert!(matches!(stale, Err(CatalogError::VersionMismatch { .. })), "{stale:?}");
+    assert!(
+        matches!(stale, Err(CatalogError::VersionMismatch { .. })),
+        "{stale:?}"
+    );
     c.delete_stream(&arn, Some(&version("v1"))).await.unwrap();
-    assert!(matches!(c.stream(&r).await, Err(CatalogError::StreamNotFound(_))));
-    assert!(matches!(c.delete_stream(&arn, None).await, Err(CatalogError::StreamNotFound(_))));
+    assert!(matches!(
+        c.stream(&r).await,
+        Err(CatalogError::StreamNotFound(_))
+    ));
+    assert!(matches!(
+        c.delete_stream(&arn, None).await,
+        Err(CatalogError::StreamNotFound(_))
+    ));
     // The name is free again; the new stream starts without the old one's tags.
-    c.create_stream(&info("cam_b", 9000), StorageTier::Hot, &Tags::new()).await.unwrap();
+    c.create_stream(&info("cam_b", 9000), StorageTier::Hot, &Tags::new())
+        .await
+        .unwrap();
     assert!(c.stream_tags(&r).await.unwrap().is_empty());
-    assert!(matches!(c.stream(&StreamRef::Arn(arn)).await, Err(CatalogError::StreamNotFound(_))));
+    assert!(matches!(
+        c.stream(&StreamRef::Arn(arn)).await,
+        Err(CatalogError::StreamNotFound(_))
+    ));
 }

@@ -70,7 +70,10 @@ impl SqliteCatalog {
         r: &StreamRef,
     ) -> Result<(i64, String), CatalogError> {
         let (sql, key) = match r {
-            StreamRef::Name(n) => ("SELECT id, version FROM streams WHERE name = $1", n.as_str()),
+            StreamRef::Name(n) => (
+                "SELECT id, version FROM streams WHERE name = $1",
+                n.as_str(),
+            ),
             StreamRef::Arn(a) => ("SELECT id, version FROM streams WHERE arn = $1", a.as_str()),
         };
         let row = sqlx::query(sql).bind(key).fetch_optional(&mut **tx).await?;
@@ -86,7 +89,10 @@ impl SqliteCatalog {
 }
 
 fn corrupt(column: &'static str, value: impl Into<String>) -> CatalogError {
-    CatalogError::Corrupt { column, value: value.into() }
+    CatalogError::Corrupt {
+        column,
+        value: value.into(),
+    }
 }
 
 fn opt<T>(
@@ -95,7 +101,8 @@ fn opt<T>(
     parse: fn(&str) -> Result<T, kinescope_api::ApiError>,
 ) -> Result<Option<T>, CatalogError> {
     let v: Option<String> = row.try_get(column)?;
-    v.map(|s| parse(&s).map_err(|_| corrupt(column, s))).transpose()
+    v.map(|s| parse(&s).map_err(|_| corrupt(column, s)))
+        .transpose()
 }
 
 fn stream_from_row(row: &SqliteRow) -> Result<StreamRecord, CatalogError> {
@@ -164,12 +171,14 @@ impl Catalog for SqliteCatalog {
         };
         let id: i64 = row.try_get(0)?;
         for (k, v) in tags {
-            sqlx::query("INSERT INTO stream_tags (stream_id, tag_key, tag_value) VALUES ($1, $2, $3)")
-                .bind(id)
-                .bind(k.as_str())
-                .bind(v.as_str())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO stream_tags (stream_id, tag_key, tag_value) VALUES ($1, $2, $3)",
+            )
+            .bind(id)
+            .bind(k.as_str())
+            .bind(v.as_str())
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -260,7 +269,10 @@ impl Catalog for SqliteCatalog {
             .try_get(0)?;
         let hours = current.saturating_add(delta_hours);
         if !(0..=MAX_RETENTION_HOURS).contains(&hours) {
-            return Err(CatalogError::RetentionOutOfRange { stream: r.to_string(), hours });
+            return Err(CatalogError::RetentionOutOfRange {
+                stream: r.to_string(),
+                hours,
+            });
         }
         sqlx::query("UPDATE streams SET data_retention_hours = $1, version = $2 WHERE id = $3")
             .bind(hours)
@@ -288,7 +300,10 @@ impl Catalog for SqliteCatalog {
                 expected: expected.to_string(),
             });
         }
-        sqlx::query("DELETE FROM streams WHERE id = $1").bind(id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM streams WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -315,7 +330,10 @@ impl Catalog for SqliteCatalog {
         let count = usize::try_from(count).unwrap_or(usize::MAX);
         if count > MAX_TAGS {
             // Dropping the transaction rolls the inserts back.
-            return Err(CatalogError::TooManyTags { stream: r.to_string(), count });
+            return Err(CatalogError::TooManyTags {
+                stream: r.to_string(),
+                count,
+            });
         }
         tx.commit().await?;
         Ok(())
@@ -373,6 +391,9 @@ mod tests {
         let before = catalog.list_streams(None, None, 100).await.unwrap();
         drop(catalog);
         let reopened = SqliteCatalog::open(&path).await.unwrap();
-        assert_eq!(reopened.list_streams(None, None, 100).await.unwrap(), before);
+        assert_eq!(
+            reopened.list_streams(None, None, 100).await.unwrap(),
+            before
+        );
     }
 }

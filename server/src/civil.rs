@@ -33,7 +33,12 @@ pub fn amz_date(t: Timestamp) -> String {
     let secs = t.as_millis().div_euclid(1000);
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
     let s = secs.rem_euclid(86_400);
-    format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", s / 3600, s / 60 % 60, s % 60)
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
 }
 
 #[cfg(test)]
@@ -49,6 +54,9 @@ mod tests {
             let (y, m, d) = civil_from_days(z);
             assert_eq!(days_from_civil(y, m, d), z);
         }
-        assert_eq!(amz_date(Timestamp::from_millis(1_795_770_002_000)), "20261127T090002Z");
+        assert_eq!(
+            amz_date(Timestamp::from_millis(1_795_770_002_000)),
+            "20261127T090002Z"
+        );
     }
 }

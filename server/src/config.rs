@@ -10,7 +10,11 @@ use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
 #[derive(Debug, Parser)]
-#[command(name = "kinescope", version, about = "A self-hosted, KVS-compatible video stream server")]
+#[command(
+    name = "kinescope",
+    version,
+    about = "A self-hosted, KVS-compatible video stream server"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -50,7 +54,12 @@ pub struct ServeArgs {
     #[arg(long, env = "KINESCOPE_ACCESS_KEY", requires = "secret_key")]
     pub access_key: Option<String>,
     /// Secret access key of --access-key.
-    #[arg(long, env = "KINESCOPE_SECRET_KEY", requires = "access_key", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "KINESCOPE_SECRET_KEY",
+        requires = "access_key",
+        hide_env_values = true
+    )]
     pub secret_key: Option<String>,
     /// Region in stream ARNs.
     #[arg(long, env = "KINESCOPE_REGION")]
@@ -104,7 +113,10 @@ pub struct KeyPair {
 pub enum TlsMode {
     /// Generated into `DATA_DIR/tls/` on first start.
     Generated,
-    Files { cert: PathBuf, key: PathBuf },
+    Files {
+        cert: PathBuf,
+        key: PathBuf,
+    },
     Off,
 }
 
@@ -127,9 +139,15 @@ pub struct Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path}: {source}")]
-    Parse { path: PathBuf, source: toml::de::Error },
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
     #[error("{0}")]
     Invalid(String),
 }
@@ -139,10 +157,14 @@ impl Config {
     pub fn resolve(args: ServeArgs) -> Result<Self, ConfigError> {
         let file = match &args.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
-                toml::from_str(&text)
-                    .map_err(|source| ConfigError::Parse { path: path.clone(), source })?
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|source| ConfigError::Parse {
+                    path: path.clone(),
+                    source,
+                })?
             }
             None => FileConfig::default(),
         };
@@ -160,8 +182,14 @@ impl Config {
         };
 
         let mut credentials = Vec::new();
-        match (args.access_key.or(file.access_key), args.secret_key.or(file.secret_key)) {
-            (Some(access_key), Some(secret_key)) => credentials.push(KeyPair { access_key, secret_key }),
+        match (
+            args.access_key.or(file.access_key),
+            args.secret_key.or(file.secret_key),
+        ) {
+            (Some(access_key), Some(secret_key)) => credentials.push(KeyPair {
+                access_key,
+                secret_key,
+            }),
             (None, None) => {}
             _ => return invalid("--access-key and --secret-key go together".into()),
         }
@@ -178,19 +206,33 @@ impl Config {
             }
         }
 
-        let region = args.region.or(file.region).unwrap_or_else(|| "us-west-2".into());
+        let region = args
+            .region
+            .or(file.region)
+            .unwrap_or_else(|| "us-west-2".into());
         let region_ok = !region.is_empty()
-            && region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            && region
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         if !region_ok {
             return invalid(format!("region '{region}' must match [a-z0-9-]+"));
         }
-        let account_id = args.account_id.or(file.account_id).unwrap_or_else(|| "000000000000".into());
+        let account_id = args
+            .account_id
+            .or(file.account_id)
+            .unwrap_or_else(|| "000000000000".into());
         if account_id.len() != 12 || !account_id.chars().all(|c| c.is_ascii_digit()) {
             return invalid(format!("account id '{account_id}' must be 12 digits"));
         }
 
-        let listen = args.listen.or(file.listen).unwrap_or_else(|| ([127, 0, 0, 1], 8443).into());
-        let allow_anonymous = args.allow_anonymous.or(file.allow_anonymous).unwrap_or(false);
+        let listen = args
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| ([127, 0, 0, 1], 8443).into());
+        let allow_anonymous = args
+            .allow_anonymous
+            .or(file.allow_anonymous)
+            .unwrap_or(false);
         let remote_ok = args
             .insecure_allow_anonymous_remote
             .or(file.insecure_allow_anonymous_remote)
@@ -202,10 +244,17 @@ impl Config {
             ));
         }
 
-        let public_url = args.public_url.or(file.public_url).map(|u| normalize_url(&u)).transpose()?;
+        let public_url = args
+            .public_url
+            .or(file.public_url)
+            .map(|u| normalize_url(&u))
+            .transpose()?;
 
         Ok(Self {
-            data_dir: args.data_dir.or(file.data_dir).unwrap_or_else(|| "kinescope-data".into()),
+            data_dir: args
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| "kinescope-data".into()),
             listen,
             public_url,
             tls,
@@ -213,7 +262,10 @@ impl Config {
             region,
             account_id,
             allow_anonymous,
-            shutdown_timeout_secs: args.shutdown_timeout.or(file.shutdown_timeout).unwrap_or(30),
+            shutdown_timeout_secs: args
+                .shutdown_timeout
+                .or(file.shutdown_timeout)
+                .unwrap_or(30),
         })
     }
 
@@ -222,7 +274,11 @@ impl Config {
         if let Some(url) = &self.public_url {
             return url.clone();
         }
-        let scheme = if self.tls == TlsMode::Off { "http" } else { "https" };
+        let scheme = if self.tls == TlsMode::Off {
+            "http"
+        } else {
+            "https"
+        };
         let host = match bound.ip() {
             ip if ip.is_unspecified() => "localhost".to_owned(),
             std::net::IpAddr::V6(ip) => format!("[{ip}]"),
@@ -247,7 +303,11 @@ impl Config {
 /// `scheme://host[:port]` with no path; a trailing `/` is dropped.
 fn normalize_url(url: &str) -> Result<String, ConfigError> {
     let trimmed = url.trim_end_matches('/');
-    let bad = || ConfigError::Invalid(format!("--public-url '{url}' must be http(s)://host[:port]"));
+    let bad = || {
+        ConfigError::Invalid(format!(
+            "--public-url '{url}' must be http(s)://host[:port]"
+        ))
+    };
     let rest = trimmed
         .strip_prefix("https://")
         .or_else(|| trimmed.strip_prefix("http://"))
@@ -269,9 +329,14 @@ pub fn url_host(url: &str) -> &str {
 
 /// Reads a TOML key file written by [`write_private`].
 pub fn read_key_pair(path: &Path) -> Result<KeyPair, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-    toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -320,10 +385,28 @@ mod tests {
         assert_eq!(c.listen, "127.0.0.1:9000".parse().unwrap());
         assert_eq!(c.tls, TlsMode::Off);
         assert_eq!(c.endpoint(c.listen), "http://127.0.0.1:9000");
-        let keys: Vec<&str> = c.credentials.iter().map(|k| k.access_key.as_str()).collect();
+        let keys: Vec<&str> = c
+            .credentials
+            .iter()
+            .map(|k| k.access_key.as_str())
+            .collect();
         assert_eq!(keys, ["FILEKEY", "SECOND"]);
-        let c = Config::resolve(parse(&["--config", f, "--access-key", "A", "--secret-key", "B"])).unwrap();
-        assert_eq!(c.credentials[0], KeyPair { access_key: "A".into(), secret_key: "B".into() });
+        let c = Config::resolve(parse(&[
+            "--config",
+            f,
+            "--access-key",
+            "A",
+            "--secret-key",
+            "B",
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.credentials[0],
+            KeyPair {
+                access_key: "A".into(),
+                secret_key: "B".into()
+            }
+        );
     }
 
     #[test]
@@ -337,7 +420,11 @@ mod tests {
 
     #[test]
     fn anonymous_only_on_loopback_unless_insecure() {
-        assert!(Config::resolve(parse(&["--allow-anonymous"])).unwrap().allow_anonymous);
+        assert!(
+            Config::resolve(parse(&["--allow-anonymous"]))
+                .unwrap()
+                .allow_anonymous
+        );
         let remote = ["--allow-anonymous", "--listen", "0.0.0.0:8443"];
         assert!(Config::resolve(parse(&remote)).is_err());
         let insecure = [&remote[..], &["--insecure-allow-anonymous-remote"]].concat();
@@ -358,8 +445,25 @@ mod tests {
     #[test]
     fn tls_flags_pair_up() {
         assert!(Cli::try_parse_from(["kinescope", "serve", "--tls-cert", "c.pem"]).is_err());
-        assert!(Cli::try_parse_from(["kinescope", "serve", "--no-tls", "--tls-cert", "c", "--tls-key", "k"]).is_err());
+        assert!(
+            Cli::try_parse_from([
+                "kinescope",
+                "serve",
+                "--no-tls",
+                "--tls-cert",
+                "c",
+                "--tls-key",
+                "k"
+            ])
+            .is_err()
+        );
         let c = Config::resolve(parse(&["--tls-cert", "c.pem", "--tls-key", "k.pem"])).unwrap();
-        assert_eq!(c.tls, TlsMode::Files { cert: "c.pem".into(), key: "k.pem".into() });
+        assert_eq!(
+            c.tls,
+            TlsMode::Files {
+                cert: "c.pem".into(),
+                key: "k.pem".into()
+            }
+        );
     }
 }

@@ -9,11 +9,10 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use kinescope_api::control::{
     ComparisonOperator, CreateStreamInput, CreateStreamOutput, DeleteStreamInput,
-    DescribeStreamOutput, Empty, GetDataEndpointInput, GetDataEndpointOutput,
-    ListStreamsInput, ListStreamsOutput, ListTagsForResourceInput, ListTagsOutput,
-    RetentionOperation, StorageTier, StreamInfo, StreamRefInput, StreamStatus, TagResourceInput,
-    TagStreamInput, UntagResourceInput, UntagStreamInput, UpdateDataRetentionInput,
-    UpdateStreamInput,
+    DescribeStreamOutput, Empty, GetDataEndpointInput, GetDataEndpointOutput, ListStreamsInput,
+    ListStreamsOutput, ListTagsForResourceInput, ListTagsOutput, RetentionOperation, StorageTier,
+    StreamInfo, StreamRefInput, StreamStatus, TagResourceInput, TagStreamInput, UntagResourceInput,
+    UntagStreamInput, UpdateDataRetentionInput, UpdateStreamInput,
 };
 use kinescope_api::{ApiError, ErrorKind, KmsKeyId, StreamArn, StreamRef, Tags};
 use kinescope_archive::{MAX_RETENTION_HOURS, MAX_TAGS};
@@ -28,7 +27,10 @@ type S = State<std::sync::Arc<AppState>>;
 
 const DEFAULT_LIST_STREAMS: u32 = 10_000;
 
-pub async fn create_stream(State(app): S, KvsJson(input): KvsJson<CreateStreamInput>) -> Result<CreateStreamOutput> {
+pub async fn create_stream(
+    State(app): S,
+    KvsJson(input): KvsJson<CreateStreamInput>,
+) -> Result<CreateStreamOutput> {
     let retention = input.data_retention_in_hours.unwrap_or(0);
     if i64::from(retention) > MAX_RETENTION_HOURS {
         return Err(ApiError::invalid_argument(format!(
@@ -39,11 +41,19 @@ pub async fn create_stream(State(app): S, KvsJson(input): KvsJson<CreateStreamIn
     let tags = input.tags.unwrap_or_default();
     check_tag_count(&tags)?;
     let created = app.clock.now();
-    let arn = StreamArn::new(&app.region, &app.account_id, &input.stream_name, created.as_millis());
+    let arn = StreamArn::new(
+        &app.region,
+        &app.account_id,
+        &input.stream_name,
+        created.as_millis(),
+    );
     // Like KVS, a stream created without a key reports the AWS-managed key alias.
     let kms_key_id = input.kms_key_id.unwrap_or_else(|| {
-        KmsKeyId::parse(&format!("arn:aws:kms:{}:{}:alias/aws/kinesisvideo", app.region, app.account_id))
-            .expect("valid key id")
+        KmsKeyId::parse(&format!(
+            "arn:aws:kms:{}:{}:alias/aws/kinesisvideo",
+            app.region, app.account_id
+        ))
+        .expect("valid key id")
     });
     let info = StreamInfo {
         device_name: input.device_name,
@@ -56,28 +66,49 @@ pub async fn create_stream(State(app): S, KvsJson(input): KvsJson<CreateStreamIn
         creation_time: created,
         data_retention_in_hours: retention,
     };
-    let tier = input.stream_storage_configuration.map_or(StorageTier::Hot, |c| c.default_storage_tier);
+    let tier = input
+        .stream_storage_configuration
+        .map_or(StorageTier::Hot, |c| c.default_storage_tier);
     app.catalog.create_stream(&info, tier, &tags).await?;
     tracing::info!(stream = %info.stream_name, retention, "stream created");
     Ok(Json(CreateStreamOutput { stream_arn: arn }))
 }
 
-pub async fn describe_stream(State(app): S, KvsJson(input): KvsJson<StreamRefInput>) -> Result<DescribeStreamOutput> {
+pub async fn describe_stream(
+    State(app): S,
+    KvsJson(input): KvsJson<StreamRefInput>,
+) -> Result<DescribeStreamOutput> {
     let r = StreamRef::from_fields(input.stream_name, input.stream_arn)?;
     let stream = app.catalog.stream(&r).await?;
-    Ok(Json(DescribeStreamOutput { stream_info: stream.info }))
+    Ok(Json(DescribeStreamOutput {
+        stream_info: stream.info,
+    }))
 }
 
-pub async fn list_streams(State(app): S, KvsJson(input): KvsJson<ListStreamsInput>) -> Result<ListStreamsOutput> {
+pub async fn list_streams(
+    State(app): S,
+    KvsJson(input): KvsJson<ListStreamsInput>,
+) -> Result<ListStreamsOutput> {
     let limit = input.max_results.unwrap_or(DEFAULT_LIST_STREAMS);
     if !(1..=DEFAULT_LIST_STREAMS).contains(&limit) {
-        return Err(ApiError::invalid_argument(format!("MaxResults must be 1 to 10000, got {limit}")).into());
+        return Err(ApiError::invalid_argument(format!(
+            "MaxResults must be 1 to 10000, got {limit}"
+        ))
+        .into());
     }
-    let after = input.next_token.filter(|t| !t.is_empty()).map(|t| decode_token(&t)).transpose()?;
+    let after = input
+        .next_token
+        .filter(|t| !t.is_empty())
+        .map(|t| decode_token(&t))
+        .transpose()?;
     let prefix = match input.stream_name_condition {
         Some(c) => {
-            if c.comparison_value.is_some() && c.comparison_operator != Some(ComparisonOperator::BeginsWith) {
-                return Err(ApiError::invalid_argument("ComparisonOperator must be BEGINS_WITH").into());
+            if c.comparison_value.is_some()
+                && c.comparison_operator != Some(ComparisonOperator::BeginsWith)
+            {
+                return Err(
+                    ApiError::invalid_argument("ComparisonOperator must be BEGINS_WITH").into(),
+                );
             }
             c.comparison_value
         }
@@ -86,43 +117,72 @@ pub async fn list_streams(State(app): S, KvsJson(input): KvsJson<ListStreamsInpu
     // One extra row tells whether another page follows.
     let mut rows = app
         .catalog
-        .list_streams(prefix.as_ref().map(|p| p.as_str()), after.as_deref(), limit + 1)
+        .list_streams(
+            prefix.as_ref().map(|p| p.as_str()),
+            after.as_deref(),
+            limit + 1,
+        )
         .await?;
     let next_token = if rows.len() > limit as usize {
         rows.truncate(limit as usize);
-        rows.last().map(|r| BASE64.encode(r.info.stream_name.as_str()))
+        rows.last()
+            .map(|r| BASE64.encode(r.info.stream_name.as_str()))
     } else {
         None
     };
-    Ok(Json(ListStreamsOutput { stream_info_list: rows.into_iter().map(|r| r.info).collect(), next_token }))
+    Ok(Json(ListStreamsOutput {
+        stream_info_list: rows.into_iter().map(|r| r.info).collect(),
+        next_token,
+    }))
 }
 
-pub async fn delete_stream(State(app): S, KvsJson(input): KvsJson<DeleteStreamInput>) -> Result<Empty> {
+pub async fn delete_stream(
+    State(app): S,
+    KvsJson(input): KvsJson<DeleteStreamInput>,
+) -> Result<Empty> {
     let arn = StreamArn::parse(&input.stream_arn)?;
-    app.catalog.delete_stream(&arn, input.current_version.as_ref()).await?;
+    app.catalog
+        .delete_stream(&arn, input.current_version.as_ref())
+        .await?;
     tracing::info!(stream = %arn.stream_name(), "stream deleted");
     Ok(Json(Empty {}))
 }
 
-pub async fn update_stream(State(app): S, KvsJson(input): KvsJson<UpdateStreamInput>) -> Result<Empty> {
+pub async fn update_stream(
+    State(app): S,
+    KvsJson(input): KvsJson<UpdateStreamInput>,
+) -> Result<Empty> {
     let r = StreamRef::from_fields(input.stream_name, input.stream_arn)?;
     app.catalog
-        .update_stream(&r, &input.current_version, &new_version(), input.device_name.as_ref(), input.media_type.as_ref())
+        .update_stream(
+            &r,
+            &input.current_version,
+            &new_version(),
+            input.device_name.as_ref(),
+            input.media_type.as_ref(),
+        )
         .await?;
     Ok(Json(Empty {}))
 }
 
-pub async fn update_data_retention(State(app): S, KvsJson(input): KvsJson<UpdateDataRetentionInput>) -> Result<Empty> {
+pub async fn update_data_retention(
+    State(app): S,
+    KvsJson(input): KvsJson<UpdateDataRetentionInput>,
+) -> Result<Empty> {
     let r = StreamRef::from_fields(input.stream_name, input.stream_arn)?;
     let change = i64::from(input.data_retention_change_in_hours);
     if change < 1 {
-        return Err(ApiError::invalid_argument("DataRetentionChangeInHours must be at least 1").into());
+        return Err(
+            ApiError::invalid_argument("DataRetentionChangeInHours must be at least 1").into(),
+        );
     }
     let delta = match input.operation {
         RetentionOperation::IncreaseDataRetention => change,
         RetentionOperation::DecreaseDataRetention => -change,
     };
-    app.catalog.change_retention(&r, &input.current_version, &new_version(), delta).await?;
+    app.catalog
+        .change_retention(&r, &input.current_version, &new_version(), delta)
+        .await?;
     Ok(Json(Empty {}))
 }
 
@@ -136,19 +196,30 @@ pub async fn tag_stream(State(app): S, KvsJson(input): KvsJson<TagStreamInput>) 
     Ok(Json(Empty {}))
 }
 
-pub async fn untag_stream(State(app): S, KvsJson(input): KvsJson<UntagStreamInput>) -> Result<Empty> {
+pub async fn untag_stream(
+    State(app): S,
+    KvsJson(input): KvsJson<UntagStreamInput>,
+) -> Result<Empty> {
     let r = tagged_stream(input.stream_name, input.stream_arn)?;
     check_key_count(input.tag_key_list.len())?;
     app.catalog.untag_stream(&r, &input.tag_key_list).await?;
     Ok(Json(Empty {}))
 }
 
-pub async fn list_tags_for_stream(State(app): S, KvsJson(input): KvsJson<StreamRefInput>) -> Result<ListTagsOutput> {
+pub async fn list_tags_for_stream(
+    State(app): S,
+    KvsJson(input): KvsJson<StreamRefInput>,
+) -> Result<ListTagsOutput> {
     let r = tagged_stream(input.stream_name, input.stream_arn)?;
-    Ok(Json(ListTagsOutput { tags: app.catalog.stream_tags(&r).await? }))
+    Ok(Json(ListTagsOutput {
+        tags: app.catalog.stream_tags(&r).await?,
+    }))
 }
 
-pub async fn tag_resource(State(app): S, KvsJson(input): KvsJson<TagResourceInput>) -> Result<Empty> {
+pub async fn tag_resource(
+    State(app): S,
+    KvsJson(input): KvsJson<TagResourceInput>,
+) -> Result<Empty> {
     let r = resource(&input.resource_arn)?;
     let tags: Tags = input.tags.into_iter().map(|t| (t.key, t.value)).collect();
     if tags.is_empty() {
@@ -159,31 +230,49 @@ pub async fn tag_resource(State(app): S, KvsJson(input): KvsJson<TagResourceInpu
     Ok(Json(Empty {}))
 }
 
-pub async fn untag_resource(State(app): S, KvsJson(input): KvsJson<UntagResourceInput>) -> Result<Empty> {
+pub async fn untag_resource(
+    State(app): S,
+    KvsJson(input): KvsJson<UntagResourceInput>,
+) -> Result<Empty> {
     let r = resource(&input.resource_arn)?;
     check_key_count(input.tag_key_list.len())?;
     app.catalog.untag_stream(&r, &input.tag_key_list).await?;
     Ok(Json(Empty {}))
 }
 
-pub async fn list_tags_for_resource(State(app): S, KvsJson(input): KvsJson<ListTagsForResourceInput>) -> Result<ListTagsOutput> {
+pub async fn list_tags_for_resource(
+    State(app): S,
+    KvsJson(input): KvsJson<ListTagsForResourceInput>,
+) -> Result<ListTagsOutput> {
     let r = resource(&input.resource_arn)?;
-    Ok(Json(ListTagsOutput { tags: app.catalog.stream_tags(&r).await? }))
+    Ok(Json(ListTagsOutput {
+        tags: app.catalog.stream_tags(&r).await?,
+    }))
 }
 
-pub async fn get_data_endpoint(State(app): S, KvsJson(input): KvsJson<GetDataEndpointInput>) -> Result<GetDataEndpointOutput> {
+pub async fn get_data_endpoint(
+    State(app): S,
+    KvsJson(input): KvsJson<GetDataEndpointInput>,
+) -> Result<GetDataEndpointOutput> {
     let r = StreamRef::from_fields(input.stream_name, input.stream_arn)?;
     app.catalog.stream(&r).await?;
     // Every API group is served on this one listener, whatever the APIName.
     let _ = input.api_name;
-    Ok(Json(GetDataEndpointOutput { data_endpoint: app.endpoint.clone() }))
+    Ok(Json(GetDataEndpointOutput {
+        data_endpoint: app.endpoint.clone(),
+    }))
 }
 
 /// The stream of the tagging operations: a malformed ARN is `InvalidResourceFormatException`
 /// there, as the model says.
-fn tagged_stream(name: Option<kinescope_api::StreamName>, arn: Option<String>) -> std::result::Result<StreamRef, KvsError> {
+fn tagged_stream(
+    name: Option<kinescope_api::StreamName>,
+    arn: Option<String>,
+) -> std::result::Result<StreamRef, KvsError> {
     StreamRef::from_fields(name, arn.clone()).map_err(|e| match arn {
-        Some(a) if StreamArn::parse(&a).is_err() => KvsError::new(ErrorKind::InvalidResourceFormat, e.message),
+        Some(a) if StreamArn::parse(&a).is_err() => {
+            KvsError::new(ErrorKind::InvalidResourceFormat, e.message)
+        }
         _ => e.into(),
     })
 }
@@ -213,7 +302,10 @@ fn check_tag_count(tags: &Tags) -> std::result::Result<(), KvsError> {
 
 fn check_key_count(n: usize) -> std::result::Result<(), KvsError> {
     if !(1..=MAX_TAGS).contains(&n) {
-        return Err(ApiError::invalid_argument(format!("TagKeyList must hold 1 to {MAX_TAGS} keys, got {n}")).into());
+        return Err(ApiError::invalid_argument(format!(
+            "TagKeyList must hold 1 to {MAX_TAGS} keys, got {n}"
+        ))
+        .into());
     }
     Ok(())
 }

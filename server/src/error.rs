@@ -31,9 +31,14 @@ impl From<CatalogError> for KvsError {
             CatalogError::VersionMismatch { .. } => ErrorKind::VersionMismatch,
             CatalogError::TooManyTags { .. } => ErrorKind::TagsPerResourceExceededLimit,
             CatalogError::RetentionOutOfRange { .. } => ErrorKind::InvalidArgument,
-            CatalogError::Database(_) | CatalogError::Migration(_) | CatalogError::Corrupt { .. } => {
+            CatalogError::Database(_)
+            | CatalogError::Migration(_)
+            | CatalogError::Corrupt { .. } => {
                 tracing::error!(error = %e, "catalog failure");
-                return Self::new(ErrorKind::InternalFailure, "Internal failure; see the server log.");
+                return Self::new(
+                    ErrorKind::InternalFailure,
+                    "Internal failure; see the server log.",
+                );
             }
         };
         Self::new(kind, e.to_string())
@@ -46,8 +51,14 @@ impl IntoResponse for KvsError {
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = (status, self.0.body()).into_response();
         let headers = resp.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        headers.insert("x-amzn-errortype", HeaderValue::from_static(self.0.kind.name()));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(
+            "x-amzn-errortype",
+            HeaderValue::from_static(self.0.kind.name()),
+        );
         resp
     }
 }
@@ -60,18 +71,28 @@ mod tests {
     async fn responses_carry_status_type_and_message() {
         let resp = KvsError::from(CatalogError::StreamNotFound("s1".into())).into_response();
         assert_eq!(resp.status(), 404);
-        assert_eq!(resp.headers()["x-amzn-errortype"], "ResourceNotFoundException");
-        let body = axum::body::to_bytes(resp.into_body(), 1 << 16).await.unwrap();
+        assert_eq!(
+            resp.headers()["x-amzn-errortype"],
+            "ResourceNotFoundException"
+        );
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
+            .await
+            .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["Message"], "stream s1 not found");
     }
 
     #[tokio::test]
     async fn internal_errors_hide_details() {
-        let e = CatalogError::Corrupt { column: "arn", value: "secret-ish".into() };
+        let e = CatalogError::Corrupt {
+            column: "arn",
+            value: "secret-ish".into(),
+        };
         let resp = KvsError::from(e).into_response();
         assert_eq!(resp.status(), 500);
-        let body = axum::body::to_bytes(resp.into_body(), 1 << 16).await.unwrap();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
+            .await
+            .unwrap();
         assert!(!String::from_utf8_lossy(&body).contains("secret-ish"));
     }
 }

@@ -41,22 +41,58 @@ const NOT_YET: &[(&str, &str)] = &[
     ("/createSignalingChannel", "CreateSignalingChannel"),
     ("/deleteSignalingChannel", "DeleteSignalingChannel"),
     ("/describeSignalingChannel", "DescribeSignalingChannel"),
-    ("/getSignalingChannelEndpoint", "GetSignalingChannelEndpoint"),
+    (
+        "/getSignalingChannelEndpoint",
+        "GetSignalingChannelEndpoint",
+    ),
     ("/listSignalingChannels", "ListSignalingChannels"),
     ("/updateSignalingChannel", "UpdateSignalingChannel"),
-    ("/describeImageGenerationConfiguration", "DescribeImageGenerationConfiguration"),
-    ("/updateImageGenerationConfiguration", "UpdateImageGenerationConfiguration"),
-    ("/describeNotificationConfiguration", "DescribeNotificationConfiguration"),
-    ("/updateNotificationConfiguration", "UpdateNotificationConfiguration"),
-    ("/describeMediaStorageConfiguration", "DescribeMediaStorageConfiguration"),
-    ("/updateMediaStorageConfiguration", "UpdateMediaStorageConfiguration"),
-    ("/describeMappedResourceConfiguration", "DescribeMappedResourceConfiguration"),
-    ("/describeStreamStorageConfiguration", "DescribeStreamStorageConfiguration"),
-    ("/updateStreamStorageConfiguration", "UpdateStreamStorageConfiguration"),
-    ("/startEdgeConfigurationUpdate", "StartEdgeConfigurationUpdate"),
+    (
+        "/describeImageGenerationConfiguration",
+        "DescribeImageGenerationConfiguration",
+    ),
+    (
+        "/updateImageGenerationConfiguration",
+        "UpdateImageGenerationConfiguration",
+    ),
+    (
+        "/describeNotificationConfiguration",
+        "DescribeNotificationConfiguration",
+    ),
+    (
+        "/updateNotificationConfiguration",
+        "UpdateNotificationConfiguration",
+    ),
+    (
+        "/describeMediaStorageConfiguration",
+        "DescribeMediaStorageConfiguration",
+    ),
+    (
+        "/updateMediaStorageConfiguration",
+        "UpdateMediaStorageConfiguration",
+    ),
+    (
+        "/describeMappedResourceConfiguration",
+        "DescribeMappedResourceConfiguration",
+    ),
+    (
+        "/describeStreamStorageConfiguration",
+        "DescribeStreamStorageConfiguration",
+    ),
+    (
+        "/updateStreamStorageConfiguration",
+        "UpdateStreamStorageConfiguration",
+    ),
+    (
+        "/startEdgeConfigurationUpdate",
+        "StartEdgeConfigurationUpdate",
+    ),
     ("/describeEdgeConfiguration", "DescribeEdgeConfiguration"),
     ("/deleteEdgeConfiguration", "DeleteEdgeConfiguration"),
-    ("/listEdgeAgentConfigurations", "ListEdgeAgentConfigurations"),
+    (
+        "/listEdgeAgentConfigurations",
+        "ListEdgeAgentConfigurations",
+    ),
 ];
 
 /// Implemented operations by path; the names label metrics and logs.
@@ -87,13 +123,22 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/listStreams", op(post(control::list_streams)))
         .route("/deleteStream", op(post(control::delete_stream)))
         .route("/updateStream", op(post(control::update_stream)))
-        .route("/updateDataRetention", op(post(control::update_data_retention)))
+        .route(
+            "/updateDataRetention",
+            op(post(control::update_data_retention)),
+        )
         .route("/tagStream", op(post(control::tag_stream)))
         .route("/untagStream", op(post(control::untag_stream)))
-        .route("/listTagsForStream", op(post(control::list_tags_for_stream)))
+        .route(
+            "/listTagsForStream",
+            op(post(control::list_tags_for_stream)),
+        )
         .route("/TagResource", op(post(control::tag_resource)))
         .route("/UntagResource", op(post(control::untag_resource)))
-        .route("/ListTagsForResource", op(post(control::list_tags_for_resource)))
+        .route(
+            "/ListTagsForResource",
+            op(post(control::list_tags_for_resource)),
+        )
         .route("/getDataEndpoint", op(post(control::get_data_endpoint)));
     for &(path, name) in NOT_YET {
         api = api.route(path, op(post(move || not_yet(name))));
@@ -119,11 +164,22 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for KvsJson<T> {
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(|e| KvsError::new(ErrorKind::InvalidArgument, e.body_text()))?;
-        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
-        let value: serde_json::Value = serde_json::from_slice(bytes)
-            .map_err(|e| KvsError::new(ErrorKind::Serialization, format!("request body is not valid JSON: {e}")))?;
+        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &bytes
+        };
+        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+            KvsError::new(
+                ErrorKind::Serialization,
+                format!("request body is not valid JSON: {e}"),
+            )
+        })?;
         if !value.is_object() {
-            return Err(KvsError::new(ErrorKind::Serialization, "request body must be a JSON object"));
+            return Err(KvsError::new(
+                ErrorKind::Serialization,
+                "request body must be a JSON object",
+            ));
         }
         T::deserialize(value)
             .map(Self)
@@ -133,19 +189,27 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for KvsJson<T> {
 
 fn op(route: MethodRouter<Arc<AppState>>) -> MethodRouter<Arc<AppState>> {
     route.fallback(|method: Method| async move {
-        KvsError::new(ErrorKind::MethodNotAllowed, format!("{method} is not allowed here; KVS operations are POST"))
+        KvsError::new(
+            ErrorKind::MethodNotAllowed,
+            format!("{method} is not allowed here; KVS operations are POST"),
+        )
     })
 }
 
 async fn not_yet(name: &'static str) -> KvsError {
     KvsError::new(
         ErrorKind::NotImplemented,
-        format!("{name} is not implemented by this Kinescope version yet (see the README feature table)"),
+        format!(
+            "{name} is not implemented by this Kinescope version yet (see the README feature table)"
+        ),
     )
 }
 
 async fn unknown_operation(method: Method, uri: axum::http::Uri) -> KvsError {
-    KvsError::new(ErrorKind::UnknownOperation, format!("no operation at {method} {}", uri.path()))
+    KvsError::new(
+        ErrorKind::UnknownOperation,
+        format!("no operation at {method} {}", uri.path()),
+    )
 }
 
 async fn readyz(State(app): State<Arc<AppState>>) -> Response {
@@ -168,7 +232,11 @@ async fn metrics(State(app): State<Arc<AppState>>) -> Response {
 
 /// Reads and bounds the body, then checks the signature over it. Streaming PutMedia is
 /// checked on its headers alone (spec §1.2) and its body is passed on unread.
-async fn authenticate(State(app): State<Arc<AppState>>, req: Request, next: Next) -> Result<Response, KvsError> {
+async fn authenticate(
+    State(app): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Result<Response, KvsError> {
     let (parts, body) = req.into_parts();
     let streaming = parts.uri.path() == "/putMedia";
     let (body, bytes) = if streaming {
@@ -182,11 +250,20 @@ async fn authenticate(State(app): State<Arc<AppState>>, req: Request, next: Next
         if declared.is_some_and(|n| n > MAX_JSON_BODY as u64) {
             return Err(too_large());
         }
-        let bytes = axum::body::to_bytes(body, MAX_JSON_BODY).await.map_err(|e| {
-            let limit = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            if limit { too_large() } else { KvsError::new(ErrorKind::InvalidArgument, "could not read the request body") }
-        })?;
+        let bytes = axum::body::to_bytes(body, MAX_JSON_BODY)
+            .await
+            .map_err(|e| {
+                let limit = std::error::Error::source(&e)
+                    .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+                if limit {
+                    too_large()
+                } else {
+                    KvsError::new(
+                        ErrorKind::InvalidArgument,
+                        "could not read the request body",
+                    )
+                }
+            })?;
         (Body::from(bytes.clone()), Some(bytes))
     };
     let signed = SignedRequest {

@@ -23,20 +23,30 @@ use crate::{http, tls};
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Latency buckets of the request histogram, in seconds.
-const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
 
 /// Where the credentials that clients should use came from.
 enum Shown {
     /// Generated now or read from `DATA_DIR/credentials`: printed in full.
-    Generated { pair: KeyPair, path: PathBuf, new: bool },
+    Generated {
+        pair: KeyPair,
+        path: PathBuf,
+        new: bool,
+    },
     /// Configured by the operator: the secret is not printed.
     Configured(Vec<String>),
     Anonymous,
 }
 
 pub async fn run(mut config: Config) -> Result<(), BoxError> {
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| format!("cannot create data directory {}: {e}", config.data_dir.display()))?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        format!(
+            "cannot create data directory {}: {e}",
+            config.data_dir.display()
+        )
+    })?;
     // Absolute, so that the printed paths work from any directory.
     config.data_dir = std::fs::canonicalize(&config.data_dir)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -50,8 +60,17 @@ pub async fn run(mut config: Config) -> Result<(), BoxError> {
         let keys = KeyStore::new([(pair.access_key.clone(), pair.secret_key.clone())]);
         (Auth::SigV4(keys), Shown::Generated { pair, path, new })
     } else {
-        let ids = config.credentials.iter().map(|k| k.access_key.clone()).collect();
-        let keys = KeyStore::new(config.credentials.iter().map(|k| (k.access_key.clone(), k.secret_key.clone())));
+        let ids = config
+            .credentials
+            .iter()
+            .map(|k| k.access_key.clone())
+            .collect();
+        let keys = KeyStore::new(
+            config
+                .credentials
+                .iter()
+                .map(|k| (k.access_key.clone(), k.secret_key.clone())),
+        );
         (Auth::SigV4(keys), Shown::Configured(ids))
     };
 
@@ -67,7 +86,10 @@ pub async fn run(mut config: Config) -> Result<(), BoxError> {
             let sans = tls::subject_alt_names(bound.ip(), Some(url_host(&endpoint)));
             let today = clock.now().as_millis().div_euclid(86_400_000);
             let (chain, key) = tls::ensure_generated(&config.tls_dir(), &sans, today)?;
-            Some((tls::server_config(&chain, &key)?, Some(config.tls_dir().join("ca.pem"))))
+            Some((
+                tls::server_config(&chain, &key)?,
+                Some(config.tls_dir().join("ca.pem")),
+            ))
         }
     };
 
@@ -110,13 +132,22 @@ pub async fn run(mut config: Config) -> Result<(), BoxError> {
                 .serve(service)
                 .await?
         }
-        None => axum_server::from_tcp(listener)?.handle(handle).serve(service).await?,
+        None => {
+            axum_server::from_tcp(listener)?
+                .handle(handle)
+                .serve(service)
+                .await?
+        }
     }
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn shutdown_on_signal(handle: Handle<std::net::SocketAddr>, state: Arc<AppState>, grace: Duration) {
+async fn shutdown_on_signal(
+    handle: Handle<std::net::SocketAddr>,
+    state: Arc<AppState>,
+    grace: Duration,
+) {
     let ctrl_c = tokio::signal::ctrl_c();
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
@@ -129,7 +160,10 @@ async fn shutdown_on_signal(handle: Handle<std::net::SocketAddr>, state: Arc<App
         _ = ctrl_c => {}
         _ = term.recv() => {}
     }
-    tracing::info!(grace_secs = grace.as_secs(), "shutting down: no new connections, finishing requests");
+    tracing::info!(
+        grace_secs = grace.as_secs(),
+        "shutting down: no new connections, finishing requests"
+    );
     state.shutting_down.store(true, Ordering::Relaxed);
     handle.graceful_shutdown(Some(grace));
 }
@@ -138,7 +172,10 @@ async fn shutdown_on_signal(handle: Handle<std::net::SocketAddr>, state: Arc<App
 fn print_banner(config: &Config, endpoint: &str, ca: Option<&std::path::Path>, shown: &Shown) {
     let mut out = String::new();
     let line = |out: &mut String, k: &str, v: &str| out.push_str(&format!("  {k:<12} {v}\n"));
-    out.push_str(&format!("Kinescope {} is serving the Kinesis Video Streams API\n", env!("CARGO_PKG_VERSION")));
+    out.push_str(&format!(
+        "Kinescope {} is serving the Kinesis Video Streams API\n",
+        env!("CARGO_PKG_VERSION")
+    ));
     line(&mut out, "Endpoint:", endpoint);
     let ca_arg = match ca {
         Some(ca) => {
@@ -148,17 +185,33 @@ fn print_banner(config: &Config, endpoint: &str, ca: Option<&std::path::Path>, s
         None => String::new(),
     };
     line(&mut out, "Region:", &config.region);
-    line(&mut out, "Data dir:", &config.data_dir.display().to_string());
+    line(
+        &mut out,
+        "Data dir:",
+        &config.data_dir.display().to_string(),
+    );
     let (ak, sk) = match shown {
         Shown::Generated { pair, path, new } => {
             line(&mut out, "Access key:", &pair.access_key);
             line(&mut out, "Secret key:", &pair.secret_key);
-            let how = if *new { "generated now, stored in" } else { "from" };
-            line(&mut out, "Credentials:", &format!("{how} {}", path.display()));
+            let how = if *new {
+                "generated now, stored in"
+            } else {
+                "from"
+            };
+            line(
+                &mut out,
+                "Credentials:",
+                &format!("{how} {}", path.display()),
+            );
             (pair.access_key.clone(), pair.secret_key.clone())
         }
         Shown::Configured(ids) => {
-            line(&mut out, "Access keys:", &format!("{} (secrets as configured)", ids.join(", ")));
+            line(
+                &mut out,
+                "Access keys:",
+                &format!("{} (secrets as configured)", ids.join(", ")),
+            );
             (ids[0].clone(), "YOUR_SECRET_KEY".into())
         }
         Shown::Anonymous => {

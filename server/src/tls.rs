@@ -25,7 +25,10 @@ const RENEW_BEFORE_DAYS: i64 = 30;
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("TLS file {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("TLS file {path}: {message}")]
     Pem { path: String, message: String },
     #[error("generating TLS certificates: {0}")]
@@ -54,7 +57,11 @@ pub fn ensure_generated(
     };
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let (ca_pem, ca_key_pem) = (dir.join("ca.pem"), dir.join("ca-key.pem"));
-    let (chain, key, info_path) = (dir.join("server.pem"), dir.join("server-key.pem"), dir.join("server.json"));
+    let (chain, key, info_path) = (
+        dir.join("server.pem"),
+        dir.join("server-key.pem"),
+        dir.join("server.json"),
+    );
 
     let ca_key = if ca_pem.exists() && ca_key_pem.exists() {
         let pem = std::fs::read_to_string(&ca_key_pem).map_err(io(&ca_key_pem))?;
@@ -68,20 +75,27 @@ pub fn ensure_generated(
         ca_key
     };
 
-    let wanted = LeafInfo { sans: sans.to_vec(), not_after_day: today + LEAF_DAYS };
+    let wanted = LeafInfo {
+        sans: sans.to_vec(),
+        not_after_day: today + LEAF_DAYS,
+    };
     let current: Option<LeafInfo> = std::fs::read(&info_path)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
-    let fresh = current.is_some_and(|c| {
-        c.sans == wanted.sans && c.not_after_day - RENEW_BEFORE_DAYS > today
-    });
+    let fresh = current
+        .is_some_and(|c| c.sans == wanted.sans && c.not_after_day - RENEW_BEFORE_DAYS > today);
     if fresh && chain.exists() && key.exists() {
         return Ok((chain, key));
     }
 
     let mut params = CertificateParams::new(sans.to_vec())?;
-    params.distinguished_name.push(DnType::CommonName, sans.first().map_or("localhost", |s| s.as_str()));
-    params.distinguished_name.push(DnType::OrganizationName, "Kinescope");
+    params.distinguished_name.push(
+        DnType::CommonName,
+        sans.first().map_or("localhost", |s| s.as_str()),
+    );
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "Kinescope");
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let ((y0, m0, d0), (y1, m1, d1)) = (ymd(today - 1), ymd(wanted.not_after_day));
@@ -117,14 +131,20 @@ pub fn subject_alt_names(listen: IpAddr, public_host: Option<&str>) -> Vec<Strin
 pub fn server_config(chain: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
     let pem_err = |path: &Path| {
         let path = path.display().to_string();
-        move |e: rustls::pki_types::pem::Error| TlsError::Pem { path, message: e.to_string() }
+        move |e: rustls::pki_types::pem::Error| TlsError::Pem {
+            path,
+            message: e.to_string(),
+        }
     };
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(chain)
         .map_err(pem_err(chain))?
         .collect::<Result<_, _>>()
         .map_err(pem_err(chain))?;
     if certs.is_empty() {
-        return Err(TlsError::Pem { path: chain.display().to_string(), message: "no certificate".into() });
+        return Err(TlsError::Pem {
+            path: chain.display().to_string(),
+            message: "no certificate".into(),
+        });
     }
     let key = PrivateKeyDer::from_pem_file(key).map_err(pem_err(key))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -141,11 +161,20 @@ pub fn server_config(chain: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsE
 fn ca_params(key: &KeyPair) -> CertificateParams {
     let mut p = CertificateParams::default();
     let fp = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.public_key_raw());
-    let id: String = fp.as_ref()[..4].iter().map(|b| format!("{b:02x}")).collect();
-    p.distinguished_name.push(DnType::CommonName, format!("Kinescope local CA {id}"));
-    p.distinguished_name.push(DnType::OrganizationName, "Kinescope");
+    let id: String = fp.as_ref()[..4]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    p.distinguished_name
+        .push(DnType::CommonName, format!("Kinescope local CA {id}"));
+    p.distinguished_name
+        .push(DnType::OrganizationName, "Kinescope");
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     p
 }
 
@@ -174,10 +203,18 @@ mod tests {
         let more = subject_alt_names("127.0.0.1".parse().unwrap(), Some("kvs.example.com"));
         ensure_generated(dir.path(), &more, 20_001).unwrap();
         assert_ne!(std::fs::read(&chain).unwrap(), leaf, "new name: re-issued");
-        assert_eq!(std::fs::read(dir.path().join("ca.pem")).unwrap(), ca, "CA kept");
+        assert_eq!(
+            std::fs::read(dir.path().join("ca.pem")).unwrap(),
+            ca,
+            "CA kept"
+        );
 
         let before = std::fs::read(&chain).unwrap();
         ensure_generated(dir.path(), &more, 20_001 + LEAF_DAYS - 10).unwrap();
-        assert_ne!(std::fs::read(&chain).unwrap(), before, "near expiry: re-issued");
+        assert_ne!(
+            std::fs::read(&chain).unwrap(),
+            before,
+            "near expiry: re-issued"
+        );
     }
 }

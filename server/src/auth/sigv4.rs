@@ -76,9 +76,17 @@ pub enum AuthError {
     )]
     Mismatch,
     #[error("Signature expired: {request} is now earlier than {limit} ({now} - 5 min.)")]
-    Expired { request: String, limit: String, now: String },
+    Expired {
+        request: String,
+        limit: String,
+        now: String,
+    },
     #[error("Signature not yet current: {request} is still later than {limit} ({now} + 5 min.)")]
-    NotYetCurrent { request: String, limit: String, now: String },
+    NotYetCurrent {
+        request: String,
+        limit: String,
+        now: String,
+    },
     #[error("Credential should be scoped to correct service: '{SERVICE}'.")]
     WrongService,
 }
@@ -112,18 +120,26 @@ pub fn verify(req: &Request<'_>, keys: &KeyStore, now: Timestamp) -> Result<Veri
         return Err(AuthError::WrongService);
     }
     if !parsed.signed_headers.contains(&"host") {
-        return Err(AuthError::Incomplete("SignedHeaders must include host".into()));
+        return Err(AuthError::Incomplete(
+            "SignedHeaders must include host".into(),
+        ));
     }
     check_skew(amz_date, signed_at, now)?;
 
-    let secret = keys.0.get(parsed.access_key).ok_or(AuthError::UnknownAccessKey)?;
+    let secret = keys
+        .0
+        .get(parsed.access_key)
+        .ok_or(AuthError::UnknownAccessKey)?;
     let payload_hash = match (header_str(req.headers, "x-amz-content-sha256"), req.payload) {
         (Some(h), _) => h.to_owned(),
         (None, Payload::Body(b)) => hex(digest::digest(&digest::SHA256, b).as_ref()),
         (None, Payload::Streaming) => EMPTY_PAYLOAD_SHA256.to_owned(),
     };
     let canonical = canonical_request(req, &parsed.signed_headers, &payload_hash)?;
-    let scope = format!("{}/{}/{}/aws4_request", parsed.date, parsed.region, parsed.service);
+    let scope = format!(
+        "{}/{}/{}/aws4_request",
+        parsed.date, parsed.region, parsed.service
+    );
     let string_to_sign = format!(
         "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
         hex(digest::digest(&digest::SHA256, &canonical).as_ref())
@@ -133,7 +149,10 @@ pub fn verify(req: &Request<'_>, keys: &KeyStore, now: Timestamp) -> Result<Veri
     if !constant_time_eq(expected.as_bytes(), parsed.signature.as_bytes()) {
         return Err(AuthError::Mismatch);
     }
-    Ok(Verified { access_key: parsed.access_key.to_owned(), region: parsed.region.to_owned() })
+    Ok(Verified {
+        access_key: parsed.access_key.to_owned(),
+        region: parsed.region.to_owned(),
+    })
 }
 
 /// The parsed `Authorization: AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...`.
@@ -166,8 +185,9 @@ impl<'a> Authorization<'a> {
         }
         let credential = credential
             .ok_or_else(|| incomplete("Authorization header requires a 'Credential' parameter"))?;
-        let signed = signed
-            .ok_or_else(|| incomplete("Authorization header requires a 'SignedHeaders' parameter"))?;
+        let signed = signed.ok_or_else(|| {
+            incomplete("Authorization header requires a 'SignedHeaders' parameter")
+        })?;
         let signature = signature
             .ok_or_else(|| incomplete("Authorization header requires a 'Signature' parameter"))?;
         let scope: Vec<&str> = credential.split('/').collect();
@@ -181,12 +201,23 @@ impl<'a> Authorization<'a> {
         }
         let signed_headers: Vec<&str> = signed.split(';').collect();
         let well_formed = signed_headers.iter().all(|h| {
-            !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic() && !b.is_ascii_uppercase())
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_graphic() && !b.is_ascii_uppercase())
         });
         if !well_formed || !signed_headers.is_sorted() {
-            return Err(incomplete("SignedHeaders must be sorted lower-case header names"));
+            return Err(incomplete(
+                "SignedHeaders must be sorted lower-case header names",
+            ));
         }
-        Ok(Self { access_key, date, region, service, signed_headers, signature })
+        Ok(Self {
+            access_key,
+            date,
+            region,
+            service,
+            signed_headers,
+            signature,
+        })
     }
 }
 
@@ -202,7 +233,9 @@ fn parse_amz_date(s: &str) -> Option<Timestamp> {
     }
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
         let part = s.get(r)?;
-        part.bytes().all(|c| c.is_ascii_digit()).then(|| part.parse().ok())?
+        part.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| part.parse().ok())?
     };
     let (y, mo, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
     let (h, mi, sec) = (num(9..11)?, num(11..13)?, num(13..15)?);
@@ -210,7 +243,9 @@ fn parse_amz_date(s: &str) -> Option<Timestamp> {
         return None;
     }
     let days = civil::days_from_civil(y, mo as u32, d as u32);
-    Some(Timestamp::from_millis(((days * 24 + h) * 60 + mi) * 60_000 + sec * 1000))
+    Some(Timestamp::from_millis(
+        ((days * 24 + h) * 60 + mi) * 60_000 + sec * 1000,
+    ))
 }
 
 fn check_skew(amz_date: &str, signed_at: Timestamp, now: Timestamp) -> Result<(), AuthError> {
@@ -316,7 +351,9 @@ fn canonical_query(q: &str) -> String {
 
 fn uri_encode(out: &mut Vec<u8>, input: &[u8], encode_slash: bool) {
     for &b in input {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') || (b == b'/' && !encode_slash)
+        if b.is_ascii_alphanumeric()
+            || matches!(b, b'-' | b'_' | b'.' | b'~')
+            || (b == b'/' && !encode_slash)
         {
             out.push(b);
         } else {
@@ -349,7 +386,9 @@ fn percent_decode(input: &[u8]) -> Vec<u8> {
 }
 
 fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> hmac::Key {
-    let step = |key: &[u8], data: &str| hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), data.as_bytes());
+    let step = |key: &[u8], data: &str| {
+        hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), data.as_bytes())
+    };
     let k_date = step(format!("AWS4{secret}").as_bytes(), date);
     let k_region = step(k_date.as_ref(), region);
     let k_service = step(k_region.as_ref(), service);
@@ -390,7 +429,10 @@ mod tests {
     }
 
     fn parse_raw(bytes: &[u8]) -> Raw {
-        let split = bytes.windows(4).position(|w| w == b"\r\n\r\n").expect("header end");
+        let split = bytes
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("header end");
         let head = std::str::from_utf8(&bytes[..split]).unwrap();
         let body = bytes[split + 4..].to_vec();
         let mut lines = head.split("\r\n");
@@ -409,7 +451,13 @@ mod tests {
                 HeaderValue::from_bytes(value.trim_start().as_bytes()).unwrap(),
             );
         }
-        Raw { method, path, query, headers, body }
+        Raw {
+            method,
+            path,
+            query,
+            headers,
+            body,
+        }
     }
 
     fn fixtures() -> Vec<PathBuf> {
@@ -420,7 +468,10 @@ mod tests {
             .map(|f| f.unwrap().path())
             .collect();
         files.sort();
-        assert!(files.len() >= 28, "expected the captured requests in {root:?}");
+        assert!(
+            files.len() >= 28,
+            "expected the captured requests in {root:?}"
+        );
         files
     }
 
@@ -434,7 +485,11 @@ mod tests {
     }
 
     fn check_at(raw: &Raw, keys: &KeyStore, now: Timestamp) -> Result<Verified, AuthError> {
-        let payload = if raw.path == "/putMedia" { Payload::Streaming } else { Payload::Body(&raw.body) };
+        let payload = if raw.path == "/putMedia" {
+            Payload::Streaming
+        } else {
+            Payload::Body(&raw.body)
+        };
         let req = Request {
             method: &raw.method,
             path: &raw.path,
@@ -464,7 +519,11 @@ mod tests {
         for f in fixtures() {
             let raw = parse_raw(&std::fs::read(&f).unwrap());
             let wrong = format!("{}X", &SECRET[..SECRET.len() - 1]);
-            assert_eq!(check(&raw, &keys(&wrong)), Err(AuthError::Mismatch), "{f:?}");
+            assert_eq!(
+                check(&raw, &keys(&wrong)),
+                Err(AuthError::Mismatch),
+                "{f:?}"
+            );
         }
     }
 
@@ -472,8 +531,17 @@ mod tests {
     fn one_changed_byte_in_any_signed_header_or_the_body_fails() {
         for f in fixtures() {
             let raw = parse_raw(&std::fs::read(&f).unwrap());
-            let auth = raw.headers.get("authorization").unwrap().to_str().unwrap().to_owned();
-            let signed = Authorization::parse(&auth).unwrap().signed_headers.join(";");
+            let auth = raw
+                .headers
+                .get("authorization")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned();
+            let signed = Authorization::parse(&auth)
+                .unwrap()
+                .signed_headers
+                .join(";");
             for name in signed.split(';') {
                 let mut changed = raw_clone(&raw);
                 let v = changed.headers.get(name).unwrap().as_bytes().to_vec();
@@ -490,7 +558,11 @@ mod tests {
             if !raw.body.is_empty() {
                 let mut changed = raw_clone(&raw);
                 changed.body[0] ^= 1;
-                assert_eq!(check(&changed, &keys(SECRET)), Err(AuthError::Mismatch), "{f:?}");
+                assert_eq!(
+                    check(&changed, &keys(SECRET)),
+                    Err(AuthError::Mismatch),
+                    "{f:?}"
+                );
             }
         }
     }
@@ -521,8 +593,14 @@ mod tests {
         let at = |ms| verify(&req, &keys(SECRET), Timestamp::from_millis(ms));
         assert!(at(t + MAX_SKEW_MS).is_ok());
         assert!(at(t - MAX_SKEW_MS).is_ok());
-        assert!(matches!(at(t + MAX_SKEW_MS + 1000), Err(AuthError::Expired { .. })));
-        assert!(matches!(at(t - MAX_SKEW_MS - 1000), Err(AuthError::NotYetCurrent { .. })));
+        assert!(matches!(
+            at(t + MAX_SKEW_MS + 1000),
+            Err(AuthError::Expired { .. })
+        ));
+        assert!(matches!(
+            at(t - MAX_SKEW_MS - 1000),
+            Err(AuthError::NotYetCurrent { .. })
+        ));
     }
 
     #[test]
@@ -542,8 +620,12 @@ mod tests {
             "AWS4-HMAC-SHA256 Credential=a/20261127/r/kinesisvideo/aws4_request, SignedHeaders=content-type;x-amz-date, Signature=00",
         ] {
             let mut r = raw_clone(&raw);
-            r.headers.insert("authorization", HeaderValue::from_static(bad));
-            assert!(matches!(check(&r, &keys(SECRET)), Err(AuthError::Incomplete(_))), "{bad}");
+            r.headers
+                .insert("authorization", HeaderValue::from_static(bad));
+            assert!(
+                matches!(check(&r, &keys(SECRET)), Err(AuthError::Incomplete(_))),
+                "{bad}"
+            );
         }
         let mut s3 = raw_clone(&raw);
         s3.headers.insert(
@@ -563,7 +645,10 @@ mod tests {
         let mut out = Vec::new();
         push_trimmed(&mut out, b"  a   b  c ");
         assert_eq!(out, b"a b c");
-        assert_eq!(parse_amz_date("19700101T000001Z"), Some(Timestamp::from_millis(1000)));
+        assert_eq!(
+            parse_amz_date("19700101T000001Z"),
+            Some(Timestamp::from_millis(1000))
+        );
         assert_eq!(parse_amz_date("20261127T090002"), None);
         assert_eq!(parse_amz_date("2026-1127T090002Z"), None);
     }
