@@ -3,3 +3,6 @@
 //! codec parsers arrive with the media issue; fMP4 and MPEG-TS writers with HLS.
 //!
 //! Dependency rule: this crate depends on nothing else in the workspace.
+
+pub mod codec;
+pub mod mkv;

@@ -12,5 +12,7 @@ async fn main() -> std::io::Result<()> {
         .route("/describeStream", post(|| async { "hello" }));
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     println!("http://{}", listener.local_addr()?);
-    axum_server::from_tcp(listener)?.serve(app.into_make_service()).await
+    axum_server::from_tcp(listener)?
+        .serve(app.into_make_service())
+        .await
 }

@@ -1,0 +1,151 @@
+//! The reader's input: the pushed chunks, not yet consumed, as a queue of `Bytes`. Consuming
+//! bytes can record them: the recording is a list of zero-copy slices of the pushed chunks, one
+//! per chunk it spans, so a fragment's bytes reach the object store exactly as they arrived.
+
+use std::borrow::Cow;
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+#[derive(Debug, Default)]
+pub struct Input {
+    chunks: VecDeque<Bytes>,
+    /// Consumed bytes of `chunks[0]`.
+    head: usize,
+    /// Unconsumed bytes in all chunks.
+    len: usize,
+    /// Absolute offset of the first unconsumed byte in the whole stream.
+    offset: u64,
+    /// When recording: the slices consumed so far, and where in `chunks[0]` the recording of
+    /// the current chunk began.
+    recording: Option<(Vec<Bytes>, usize)>,
+}
+
+impl Input {
+    pub fn push(&mut self, chunk: Bytes) {
+        if !chunk.is_empty() {
+            self.len += chunk.len();
+            self.chunks.push_back(chunk);
+        }
+    }
+
+    /// Unconsumed bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Absolute offset of the next unconsumed byte.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The first `n` unconsumed bytes as one slice, if that many are buffered. Borrowed when
+    /// they lie in one chunk (the usual case), copied when they span chunks.
+    pub fn peek(&self, n: usize) -> Option<Cow<'_, [u8]>> {
+        if n > self.len {
+            return None;
+        }
+        let first = self.chunks.front().map_or(&[][..], |c| &c[self.head..]);
+        if first.len() >= n {
+            return Some(Cow::Borrowed(&first[..n]));
+        }
+        let mut out = Vec::with_capacity(n);
+        for (i, c) in self.chunks.iter().enumerate() {
+            let c = if i == 0 { &c[self.head..] } else { &c[..] };
+            let take = (n - out.len()).min(c.len());
+            out.extend_from_slice(&c[..take]);
+            if out.len() == n {
+                break;
+            }
+        }
+        Some(Cow::Owned(out))
+    }
+
+    /// Consumes `n` bytes (at most `len()`), recording them if a recording is on.
+    pub fn advance(&mut self, mut n: usize) {
+        debug_assert!(n <= self.len);
+        n = n.min(self.len);
+        self.len -= n;
+        self.offset += n as u64;
+        while n > 0 {
+            let front_len = self.chunks[0].len() - self.head;
+            if n < front_len {
+                self.head += n;
+                return;
+            }
+            n -= front_len;
+            let chunk = self.chunks.pop_front().expect("len counts these bytes");
+            if let Some((slices, start)) = &mut self.recording {
+                slices.push(chunk.slice(*start..));
+                *start = 0;
+            }
+            self.head = 0;
+        }
+    }
+
+    /// Starts recording consumed bytes. A recording already on is discarded.
+    pub fn start_recording(&mut self) {
+        self.recording = Some((Vec::new(), self.head));
+    }
+
+    /// Stops recording and returns the recorded bytes as slices of the input chunks.
+    pub fn stop_recording(&mut self) -> Vec<Bytes> {
+        let Some((mut slices, start)) = self.recording.take() else {
+            return Vec::new();
+        };
+        if let Some(front) = self.chunks.front()
+            && self.head > start
+        {
+            slices.push(front.slice(start..self.head));
+        }
+        slices
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(chunks: &[&'static [u8]]) -> Input {
+        let mut i = Input::default();
+        for c in chunks {
+            i.push(Bytes::from_static(c));
+        }
+        i
+    }
+
+    #[test]
+    fn peeks_across_chunks_and_borrows_within_one() {
+        let mut i = input(&[b"abc", b"", b"de", b"f"]);
+        assert_eq!(i.len(), 6);
+        assert!(matches!(i.peek(2), Some(Cow::Borrowed(b"ab"))));
+        assert_eq!(i.peek(5).unwrap().as_ref(), b"abcde");
+        assert!(i.peek(7).is_none());
+        i.advance(2);
+        assert_eq!(i.peek(3).unwrap().as_ref(), b"cde");
+        assert_eq!(i.offset(), 2);
+    }
+
+    #[test]
+    fn recording_returns_zero_copy_slices() {
+        let a = Bytes::from_static(b"0123456789");
+        let b = Bytes::from_static(b"abcdef");
+        let mut i = Input::default();
+        i.push(a.clone());
+        i.push(b.clone());
+        i.advance(3);
+        i.start_recording();
+        i.advance(4);
+        i.advance(5);
+        let rec = i.stop_recording();
+        assert_eq!(rec.len(), 2);
+        assert_eq!(&rec[0][..], b"3456789");
+        assert_eq!(&rec[1][..], b"ab");
+        // Same memory as the pushed chunks: nothing was copied.
+        assert_eq!(rec[0].as_ptr(), a[3..].as_ptr());
+        assert_eq!(rec[1].as_ptr(), b.as_ptr());
+        i.advance(4);
+        assert_eq!(i.len(), 0);
+        assert!(i.stop_recording().is_empty());
+    }
+}
