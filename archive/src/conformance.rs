@@ -48,6 +48,7 @@ pub async fn run(c: &dyn Catalog) {
     retention_stays_in_range(c).await;
     tags_merge_and_stay_within_limit(c).await;
     delete_and_recreate(c).await;
+    concurrent_updates_of_one_version_let_one_win(c).await;
 }
 
 async fn create_and_describe(c: &dyn Catalog) {
@@ -259,4 +260,30 @@ async fn delete_and_recreate(c: &dyn Catalog) {
         c.stream(&StreamRef::Arn(arn)).await,
         Err(CatalogError::StreamNotFound(_))
     ));
+}
+
+async fn concurrent_updates_of_one_version_let_one_win(c: &dyn Catalog) {
+    c.create_stream(&info("race", 1), StorageTier::Hot, &Tags::new())
+        .await
+        .unwrap();
+    let r = StreamRef::Name(name("race"));
+    let (v1, a, b, d) = (version("v1"), version("a"), version("b"), version("d"));
+    let (x, y, z) = tokio::join!(
+        c.update_stream(&r, &v1, &a, None, None),
+        c.change_retention(&r, &v1, &b, 1),
+        c.update_stream(&r, &v1, &d, None, None),
+    );
+    let wins = [x.is_ok(), y.is_ok(), z.is_ok()]
+        .iter()
+        .filter(|w| **w)
+        .count();
+    assert_eq!(wins, 1, "{x:?} {y:?} {z:?}");
+    for loser in [x, y, z].into_iter().filter_map(Result::err) {
+        assert!(
+            matches!(loser, CatalogError::VersionMismatch { .. }),
+            "{loser:?}"
+        );
+    }
+    let now = c.stream(&r).await.unwrap().info.version;
+    assert!([a, b, d].contains(&now));
 }

@@ -2,9 +2,16 @@
 //! `synchronous = FULL`, so a committed row survives a power cut (DESIGN.md convention 7).
 //! Every mutation is one conditional statement or one transaction, so version checks and the
 //! tag limit hold under concurrent requests.
+//!
+//! Stream records are also held in memory: the SQLite file belongs to this process, so every
+//! write passes through here and the copy is exact. Reads of a stream (DescribeStream,
+//! GetDataEndpoint, and the stream lookup of every data-plane request) never wait for the
+//! database; mutations are serialized and update the copy in commit order.
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::RwLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -26,9 +33,44 @@ const STREAM_COLUMNS: &str = "id, name, arn, device_name, media_type, kms_key_id
      status, creation_time_ms, data_retention_hours, storage_tier";
 
 /// The SQLite catalog.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SqliteCatalog {
     pool: SqlitePool,
+    streams: RwLock<Streams>,
+    /// Held across each mutation and its update of `streams`.
+    write: tokio::sync::Mutex<()>,
+}
+
+/// Every stream, by name, and the name of every ARN.
+#[derive(Debug, Default)]
+struct Streams {
+    by_name: BTreeMap<String, StreamRecord>,
+    names_by_arn: HashMap<String, String>,
+}
+
+impl Streams {
+    fn insert(&mut self, r: StreamRecord) {
+        let name = r.info.stream_name.to_string();
+        self.names_by_arn
+            .insert(r.info.stream_arn.to_string(), name.clone());
+        self.by_name.insert(name, r);
+    }
+
+    fn remove(&mut self, name: &str) {
+        if let Some(r) = self.by_name.remove(name) {
+            self.names_by_arn.remove(r.info.stream_arn.as_str());
+        }
+    }
+
+    fn get(&self, r: &StreamRef) -> Option<&StreamRecord> {
+        match r {
+            StreamRef::Name(n) => self.by_name.get(n.as_str()),
+            StreamRef::Arn(a) => self
+                .names_by_arn
+                .get(a.as_str())
+                .and_then(|n| self.by_name.get(n)),
+        }
+    }
 }
 
 impl SqliteCatalog {
@@ -60,7 +102,38 @@ impl SqliteCatalog {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Self { pool })
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {STREAM_COLUMNS} FROM streams"
+        )))
+        .fetch_all(&pool)
+        .await?;
+        let mut streams = Streams::default();
+        for row in &rows {
+            streams.insert(stream_from_row(row)?);
+        }
+        Ok(Self {
+            pool,
+            streams: RwLock::new(streams),
+            write: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Re-reads one stream from the database into memory (after a committed change).
+    async fn refresh(&self, r: &StreamRef) -> Result<(), CatalogError> {
+        let (column, key) = match r {
+            StreamRef::Name(n) => ("name", n.as_str()),
+            StreamRef::Arn(a) => ("arn", a.as_str()),
+        };
+        let sql = format!("SELECT {STREAM_COLUMNS} FROM streams WHERE {column} = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        if let Some(row) = row {
+            let record = stream_from_row(&row)?;
+            self.streams.write().expect("not poisoned").insert(record);
+        }
+        Ok(())
     }
 
     /// The id and version of the stream named by `r`.
@@ -147,6 +220,7 @@ impl Catalog for SqliteCatalog {
                 count: tags.len(),
             });
         }
+        let _write = self.write.lock().await;
         let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO streams (name, arn, device_name, media_type, kms_key_id, version, \
@@ -181,20 +255,20 @@ impl Catalog for SqliteCatalog {
             .await?;
         }
         tx.commit().await?;
+        let record = StreamRecord {
+            info: info.clone(),
+            storage_tier,
+        };
+        self.streams.write().expect("not poisoned").insert(record);
         Ok(())
     }
 
     async fn stream(&self, r: &StreamRef) -> Result<StreamRecord, CatalogError> {
-        let (column, key) = match r {
-            StreamRef::Name(n) => ("name", n.as_str()),
-            StreamRef::Arn(a) => ("arn", a.as_str()),
-        };
-        let sql = format!("SELECT {STREAM_COLUMNS} FROM streams WHERE {column} = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?;
-        stream_from_row(&row.ok_or_else(|| CatalogError::StreamNotFound(r.to_string()))?)
+        let streams = self.streams.read().expect("not poisoned");
+        streams
+            .get(r)
+            .cloned()
+            .ok_or_else(|| CatalogError::StreamNotFound(r.to_string()))
     }
 
     async fn list_streams(
@@ -203,18 +277,18 @@ impl Catalog for SqliteCatalog {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<StreamRecord>, CatalogError> {
-        let sql = format!(
-            "SELECT {STREAM_COLUMNS} FROM streams \
-             WHERE ($1 IS NULL OR substr(name, 1, length($1)) = $1) AND ($2 IS NULL OR name > $2) \
-             ORDER BY name LIMIT $3"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(prefix)
-            .bind(after)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(stream_from_row).collect()
+        let streams = self.streams.read().expect("not poisoned");
+        let from = match after {
+            Some(a) => std::ops::Bound::Excluded(a),
+            None => std::ops::Bound::Unbounded,
+        };
+        Ok(streams
+            .by_name
+            .range::<str, _>((from, std::ops::Bound::Unbounded))
+            .filter(|(name, _)| prefix.is_none_or(|p| name.starts_with(p)))
+            .take(limit as usize)
+            .map(|(_, r)| r.clone())
+            .collect())
     }
 
     async fn update_stream(
@@ -225,6 +299,7 @@ impl Catalog for SqliteCatalog {
         device_name: Option<&DeviceName>,
         media_type: Option<&MediaType>,
     ) -> Result<(), CatalogError> {
+        let _write = self.write.lock().await;
         let mut tx = self.begin_write().await?;
         let (id, version) = self.id_and_version(&mut tx, r).await?;
         if version != expected.as_str() {
@@ -244,7 +319,7 @@ impl Catalog for SqliteCatalog {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(())
+        self.refresh(r).await
     }
 
     async fn change_retention(
@@ -254,6 +329,7 @@ impl Catalog for SqliteCatalog {
         new_version: &Version,
         delta_hours: i64,
     ) -> Result<(), CatalogError> {
+        let _write = self.write.lock().await;
         let mut tx = self.begin_write().await?;
         let (id, version) = self.id_and_version(&mut tx, r).await?;
         if version != expected.as_str() {
@@ -281,7 +357,7 @@ impl Catalog for SqliteCatalog {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(())
+        self.refresh(r).await
     }
 
     async fn delete_stream(
@@ -290,6 +366,7 @@ impl Catalog for SqliteCatalog {
         expected: Option<&Version>,
     ) -> Result<(), CatalogError> {
         let r = StreamRef::Arn(arn.clone());
+        let _write = self.write.lock().await;
         let mut tx = self.begin_write().await?;
         let (id, version) = self.id_and_version(&mut tx, &r).await?;
         if let Some(expected) = expected
@@ -305,6 +382,10 @@ impl Catalog for SqliteCatalog {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        self.streams
+            .write()
+            .expect("not poisoned")
+            .remove(arn.stream_name().as_str());
         Ok(())
     }
 
