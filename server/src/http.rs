@@ -169,21 +169,22 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for KvsJson<T> {
         } else {
             &bytes
         };
-        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
-            KvsError::new(
-                ErrorKind::Serialization,
-                format!("request body is not valid JSON: {e}"),
-            )
-        })?;
-        if !value.is_object() {
-            return Err(KvsError::new(
-                ErrorKind::Serialization,
-                "request body must be a JSON object",
-            ));
-        }
-        T::deserialize(value)
-            .map(Self)
-            .map_err(|e| ApiError::invalid_argument(format!("invalid request: {e}")).into())
+        serde_json::from_slice(bytes).map(Self).map_err(|e| {
+            let not_object = bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{');
+            match e.classify() {
+                serde_json::error::Category::Data if !not_object => {
+                    ApiError::invalid_argument(format!("invalid request: {e}")).into()
+                }
+                _ if not_object => KvsError::new(
+                    ErrorKind::Serialization,
+                    "request body must be a JSON object",
+                ),
+                _ => KvsError::new(
+                    ErrorKind::Serialization,
+                    format!("request body is not valid JSON: {e}"),
+                ),
+            }
+        })
     }
 }
 

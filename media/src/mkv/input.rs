@@ -83,6 +83,21 @@ impl Input {
         }
     }
 
+    /// Consumes and returns `n` bytes (at most `len()`): a zero-copy slice when they lie in one
+    /// chunk, a copy when they span chunks. Not recorded.
+    pub fn take(&mut self, n: usize) -> Bytes {
+        debug_assert!(self.recording.is_none());
+        let n = n.min(self.len);
+        let front = self.chunks.front().map_or(0, |c| c.len() - self.head);
+        let out = if n <= front {
+            self.chunks[0].slice(self.head..self.head + n)
+        } else {
+            Bytes::from(self.peek(n).expect("n <= len").into_owned())
+        };
+        self.advance(n);
+        out
+    }
+
     /// Starts recording consumed bytes. A recording already on is discarded.
     pub fn start_recording(&mut self) {
         self.recording = Some((Vec::new(), self.head));
@@ -147,5 +162,17 @@ mod tests {
         i.advance(4);
         assert_eq!(i.len(), 0);
         assert!(i.stop_recording().is_empty());
+    }
+
+    #[test]
+    fn take_slices_within_a_chunk_and_copies_across() {
+        let a = Bytes::from_static(b"0123");
+        let mut i = Input::default();
+        i.push(a.clone());
+        i.push(Bytes::from_static(b"45"));
+        let first = i.take(2);
+        assert_eq!((&first[..], first.as_ptr()), (&b"01"[..], a.as_ptr()));
+        assert_eq!(&i.take(3)[..], b"234");
+        assert_eq!(&i.take(9)[..], b"5");
     }
 }

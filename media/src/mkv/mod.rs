@@ -4,6 +4,7 @@
 
 pub mod ebml;
 mod elements;
+mod frames;
 pub mod ids;
 mod input;
 mod reader;
@@ -15,6 +16,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
+pub use frames::cluster_frames;
 pub use reader::MkvReader;
 pub use writer::{FragmentTags, Frame, ProducerWriter, getmedia_error, getmedia_fragment};
 
