@@ -114,6 +114,27 @@ impl ProducerWriter {
         Bytes::from(out)
     }
 
+    /// A whole buffered recording: one known-size Cluster per key-frame group. Groups start at
+    /// each key frame of the first video track (of any track when there is no video), so every
+    /// Cluster — every KVS fragment — starts decodable.
+    pub fn clusters(&self, frames: &[Frame]) -> Vec<Bytes> {
+        let video = self
+            .tracks
+            .iter()
+            .find(|t| t.track_type == TrackType::Video)
+            .map(|t| t.number);
+        let starts_group = |f: &Frame| f.key && video.is_none_or(|v| f.track == v);
+        let mut out = Vec::new();
+        let mut start = 0;
+        for i in 1..=frames.len() {
+            if i == frames.len() || starts_group(&frames[i]) {
+                out.extend(self.cluster(&frames[start..i]));
+                start = i;
+            }
+        }
+        out
+    }
+
     /// One Cluster of known size holding `frames` (which should start with a key frame), its
     /// Timecode the first frame's. Frames must lie within ±32 s of it (i16 block timecodes).
     pub fn cluster(&self, frames: &[Frame]) -> Vec<Bytes> {
@@ -564,6 +585,56 @@ mod tests {
                 .count();
             assert_eq!(n, fragments.len(), "{name}");
         }
+    }
+
+    #[test]
+    fn buffered_recordings_get_one_cluster_per_key_frame_group() {
+        let tracks = vec![
+            Track {
+                number: 1,
+                uid: 1,
+                track_type: TrackType::Video,
+                codec_id: "V_MPEG4/ISO/AVC".into(),
+                ..Track::default()
+            },
+            Track {
+                number: 2,
+                uid: 2,
+                track_type: TrackType::Audio,
+                codec_id: "A_AAC".into(),
+                ..Track::default()
+            },
+        ];
+        let w = ProducerWriter::new(tracks, 1_000_000);
+        let frames: Vec<Frame> = (0..90)
+            .map(|i| Frame {
+                track: 1 + (i % 3 == 2) as u64,
+                timecode: i * 11,
+                key: i % 30 == 0 || i % 3 == 2,
+                data: Bytes::from_static(b"f"),
+            })
+            .collect();
+        let parts: Vec<Bytes> = std::iter::once(w.header())
+            .chain(w.clusters(&frames))
+            .collect();
+        let events = parse(&parts);
+        let fragments: Vec<&Fragment> = events
+            .iter()
+            .filter_map(|e| {
+                if let Event::Fragment(f) = e {
+                    Some(f)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        assert_eq!(fragments.len(), 3);
+        assert!(fragments.iter().all(|f| {
+            f.key_frames
+                .first()
+                .is_some_and(|k| k.track == 1 && k.offset < 32)
+        }));
+        assert_eq!(fragments.iter().map(|f| f.frame_count()).sum::<u32>(), 90);
     }
 
     proptest! {
