@@ -4,6 +4,7 @@
 //!
 //! This crate has no I/O and no HTTP stack: services turn [`ApiError`] into responses themselves.
 
+pub mod ack;
 pub mod control;
 mod error;
 mod names;
@@ -11,7 +12,7 @@ mod time;
 
 pub use error::{ApiError, ErrorKind};
 pub use names::{
-    ApiName, DeviceName, KmsKeyId, MediaType, StreamArn, StreamName, StreamRef, TagKey, TagValue,
-    Tags, Version,
+    ApiName, DeviceName, FragmentNumber, KmsKeyId, MediaType, StreamArn, StreamName, StreamRef,
+    TagKey, TagValue, Tags, Version,
 };
 pub use time::Timestamp;

@@ -173,6 +173,19 @@ string_newtype!(
     }
 );
 
+string_newtype!(
+    /// A fragment number: a decimal string of up to 128 digits. Kinescope issues fixed-width
+    /// numbers, so their text order is their numeric order (spec §6).
+    FragmentNumber,
+    |s| {
+        check_len("FragmentNumber", s, 1, 128)?;
+        if !s.chars().all(|c| c.is_ascii_digit()) {
+            return Err(ApiError::invalid_argument(format!("FragmentNumber '{s}' must match ^[0-9]+$")));
+        }
+        Ok(())
+    }
+);
+
 /// A tag set, ordered by key.
 pub type Tags = BTreeMap<TagKey, TagValue>;
 

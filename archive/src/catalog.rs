@@ -7,18 +7,42 @@ use std::fmt;
 
 use async_trait::async_trait;
 use kinescope_api::control::{StorageTier, StreamInfo};
-use kinescope_api::{DeviceName, MediaType, StreamArn, StreamRef, TagKey, Tags, Version};
+use kinescope_api::{
+    DeviceName, FragmentNumber, MediaType, StreamArn, StreamRef, TagKey, Tags, Timestamp, Version,
+};
 
 /// Tags per stream (spec §7).
 pub const MAX_TAGS: usize = 50;
 /// Longest retention, in hours (spec §6).
 pub const MAX_RETENTION_HOURS: i64 = 87_600;
 
+/// The catalog's own id of a stream: never reused, so rows of a deleted stream can never be
+/// taken for a new stream of the same name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StreamId(pub i64);
+
 /// A stream as the catalog holds it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamRecord {
+    pub id: StreamId,
     pub info: StreamInfo,
     pub storage_tier: StorageTier,
+}
+
+/// One stored fragment: where its bytes are and what it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FragmentRow {
+    pub stream: StreamId,
+    pub number: FragmentNumber,
+    pub producer_timestamp: Timestamp,
+    pub server_timestamp: Timestamp,
+    pub duration_ms: u64,
+    pub size: u64,
+    pub object_key: String,
+    pub offset: u64,
+    pub length: u64,
+    /// The track header (EBML header, Info, Tracks ...) the fragment follows.
+    pub header_id: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,7 +79,7 @@ pub trait Catalog: Send + Sync + fmt::Debug {
         info: &StreamInfo,
         storage_tier: StorageTier,
         tags: &Tags,
-    ) -> Result<(), CatalogError>;
+    ) -> Result<StreamRecord, CatalogError>;
 
     /// The stream named by `r`. An ARN must match exactly: a stream that was deleted and
     /// created again under the same name has a new ARN.
@@ -107,4 +131,17 @@ pub trait Catalog: Send + Sync + fmt::Debug {
 
     /// All tags of the stream.
     async fn stream_tags(&self, r: &StreamRef) -> Result<Tags, CatalogError>;
+
+    /// Stores the header bytes of an upload (once per MKV document); returns their id.
+    async fn add_track_header(&self, stream: StreamId, header: &[u8]) -> Result<i64, CatalogError>;
+
+    /// Records a fragment whose bytes are already durable. `StreamNotFound` if the stream was
+    /// deleted meanwhile.
+    async fn add_fragment(&self, fragment: &FragmentRow) -> Result<(), CatalogError>;
+
+    /// The greatest fragment number recorded on any stream (numbers are fixed-width).
+    async fn last_fragment_number(&self) -> Result<Option<FragmentNumber>, CatalogError>;
+
+    /// The fragments of a stream in fragment-number order (what ingest has persisted).
+    async fn fragments(&self, stream: StreamId) -> Result<Vec<FragmentRow>, CatalogError>;
 }

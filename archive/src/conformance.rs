@@ -3,11 +3,11 @@
 
 use kinescope_api::control::{StorageTier, StreamInfo, StreamStatus};
 use kinescope_api::{
-    DeviceName, MediaType, StreamArn, StreamName, StreamRef, TagKey, TagValue, Tags, Timestamp,
-    Version,
+    DeviceName, FragmentNumber, MediaType, StreamArn, StreamName, StreamRef, TagKey, TagValue,
+    Tags, Timestamp, Version,
 };
 
-use crate::{Catalog, CatalogError};
+use crate::{Catalog, CatalogError, FragmentRow};
 
 fn name(s: &str) -> StreamName {
     StreamName::parse(s).unwrap()
@@ -49,6 +49,7 @@ pub async fn run(c: &dyn Catalog) {
     tags_merge_and_stay_within_limit(c).await;
     delete_and_recreate(c).await;
     concurrent_updates_of_one_version_let_one_win(c).await;
+    fragments_are_recorded_in_number_order(c).await;
 }
 
 async fn create_and_describe(c: &dyn Catalog) {
@@ -286,4 +287,56 @@ async fn concurrent_updates_of_one_version_let_one_win(c: &dyn Catalog) {
     }
     let now = c.stream(&r).await.unwrap().info.version;
     assert!([a, b, d].contains(&now));
+}
+
+async fn fragments_are_recorded_in_number_order(c: &dyn Catalog) {
+    let s = c
+        .create_stream(&info("frag", 1), StorageTier::Hot, &Tags::new())
+        .await
+        .unwrap();
+    let other = c
+        .create_stream(&info("frag2", 1), StorageTier::Hot, &Tags::new())
+        .await
+        .unwrap();
+    assert_ne!(s.id, other.id);
+    assert_eq!(
+        c.stream(&StreamRef::Name(name("frag"))).await.unwrap().id,
+        s.id
+    );
+    let header = c.add_track_header(s.id, b"\x1a\x45\xdf\xa3").await.unwrap();
+    let row = |n: u64, stream| FragmentRow {
+        stream,
+        number: FragmentNumber::parse(&format!("{n:020}")).unwrap(),
+        producer_timestamp: Timestamp::from_millis(1000 * n as i64),
+        server_timestamp: Timestamp::from_millis(2000 * n as i64),
+        duration_ms: 1000,
+        size: 10 * n,
+        object_key: format!("{}/{n}", stream.0),
+        offset: 0,
+        length: 10 * n,
+        header_id: header,
+    };
+    for n in [3, 1, 2] {
+        c.add_fragment(&row(n, s.id)).await.unwrap();
+    }
+    let listed = c.fragments(s.id).await.unwrap();
+    assert_eq!(listed, vec![row(1, s.id), row(2, s.id), row(3, s.id)]);
+    assert!(c.fragments(other.id).await.unwrap().is_empty());
+    // Numbers are unique across streams.
+    assert!(matches!(
+        c.add_fragment(&row(2, other.id)).await,
+        Err(CatalogError::Database(_))
+    ));
+    assert_eq!(
+        c.last_fragment_number().await.unwrap().unwrap().as_str(),
+        format!("{:020}", 3)
+    );
+    // A deleted stream takes its fragments with it, and takes no new ones.
+    c.delete_stream(&s.info.stream_arn, None).await.unwrap();
+    assert!(c.fragments(s.id).await.unwrap().is_empty());
+    let late = c.add_fragment(&row(4, s.id)).await;
+    assert!(
+        matches!(late, Err(CatalogError::StreamNotFound(_))),
+        "{late:?}"
+    );
 }

@@ -1,15 +1,23 @@
 //! Kinescope's record of streams and fragments: the [`Catalog`] (stream metadata, tags and the
-//! fragment index; SQLite now, PostgreSQL behind the same trait later) and the injected
-//! [`Clock`]. The fragment store and the live bus join this crate with ingest (DESIGN.md, "Data
-//! flow").
+//! fragment index; SQLite now, PostgreSQL behind the same trait later), the [`BlobStore`] that
+//! holds fragment bytes, fragment numbering, [`Archive::append`] which makes a fragment durable,
+//! and the injected [`Clock`]. The live bus joins with GetMedia (DESIGN.md, "Data flow").
 
 mod catalog;
 mod clock;
+mod numbers;
+mod service;
 mod sqlite;
+mod store;
 
-pub use catalog::{Catalog, CatalogError, MAX_RETENTION_HOURS, MAX_TAGS, StreamRecord};
+pub use catalog::{
+    Catalog, CatalogError, FragmentRow, MAX_RETENTION_HOURS, MAX_TAGS, StreamId, StreamRecord,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use numbers::FragmentNumbers;
+pub use service::{Archive, ArchiveError, NewFragment};
 pub use sqlite::SqliteCatalog;
+pub use store::{BlobStore, LocalStore};
 
 #[cfg(test)]
 mod conformance;

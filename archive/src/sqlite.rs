@@ -17,8 +17,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use kinescope_api::control::{StorageTier, StreamInfo, StreamStatus};
 use kinescope_api::{
-    DeviceName, KmsKeyId, MediaType, StreamArn, StreamName, StreamRef, TagKey, TagValue, Tags,
-    Timestamp, Version,
+    DeviceName, FragmentNumber, KmsKeyId, MediaType, StreamArn, StreamName, StreamRef, TagKey,
+    TagValue, Tags, Timestamp, Version,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -26,6 +26,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, Sqlite, Transaction};
 
+use crate::catalog::{FragmentRow, StreamId};
 use crate::catalog::{MAX_RETENTION_HOURS, MAX_TAGS};
 use crate::{Catalog, CatalogError, StreamRecord};
 
@@ -161,6 +162,16 @@ impl SqliteCatalog {
     }
 }
 
+/// A foreign-key failure on a stream id: the stream was deleted meanwhile.
+fn missing_stream(e: sqlx::Error, stream: StreamId) -> CatalogError {
+    match e.as_database_error() {
+        Some(d) if d.is_foreign_key_violation() => {
+            CatalogError::StreamNotFound(format!("#{}", stream.0))
+        }
+        _ => CatalogError::Database(e),
+    }
+}
+
 fn corrupt(column: &'static str, value: impl Into<String>) -> CatalogError {
     CatalogError::Corrupt {
         column,
@@ -198,7 +209,11 @@ fn stream_from_row(row: &SqliteRow) -> Result<StreamRecord, CatalogError> {
             .map_err(|_| corrupt("data_retention_hours", retention.to_string()))?,
     };
     let storage_tier = StorageTier::parse(&tier).ok_or_else(|| corrupt("storage_tier", &tier))?;
-    Ok(StreamRecord { info, storage_tier })
+    Ok(StreamRecord {
+        id: StreamId(row.try_get("id")?),
+        info,
+        storage_tier,
+    })
 }
 
 #[async_trait]
@@ -213,7 +228,7 @@ impl Catalog for SqliteCatalog {
         info: &StreamInfo,
         storage_tier: StorageTier,
         tags: &Tags,
-    ) -> Result<(), CatalogError> {
+    ) -> Result<StreamRecord, CatalogError> {
         if tags.len() > MAX_TAGS {
             return Err(CatalogError::TooManyTags {
                 stream: info.stream_name.to_string(),
@@ -256,11 +271,15 @@ impl Catalog for SqliteCatalog {
         }
         tx.commit().await?;
         let record = StreamRecord {
+            id: StreamId(id),
             info: info.clone(),
             storage_tier,
         };
-        self.streams.write().expect("not poisoned").insert(record);
-        Ok(())
+        self.streams
+            .write()
+            .expect("not poisoned")
+            .insert(record.clone());
+        Ok(record)
     }
 
     async fn stream(&self, r: &StreamRef) -> Result<StreamRecord, CatalogError> {
@@ -449,6 +468,83 @@ impl Catalog for SqliteCatalog {
                 let key = TagKey::parse(&k).map_err(|_| corrupt("tag_key", &k))?;
                 let value = TagValue::parse(&v).map_err(|_| corrupt("tag_value", &v))?;
                 Ok((key, value))
+            })
+            .collect()
+    }
+
+    async fn add_track_header(&self, stream: StreamId, header: &[u8]) -> Result<i64, CatalogError> {
+        let row = sqlx::query(
+            "INSERT INTO track_headers (stream_id, header) VALUES ($1, $2) RETURNING id",
+        )
+        .bind(stream.0)
+        .bind(header)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| missing_stream(e, stream))?;
+        Ok(row.try_get(0)?)
+    }
+
+    async fn add_fragment(&self, f: &FragmentRow) -> Result<(), CatalogError> {
+        let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        sqlx::query(
+            "INSERT INTO fragments (fragment_number, stream_id, producer_ts_ms, server_ts_ms, \
+             duration_ms, size_bytes, object_key, object_offset, object_length, header_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(f.number.as_str())
+        .bind(f.stream.0)
+        .bind(f.producer_timestamp.as_millis())
+        .bind(f.server_timestamp.as_millis())
+        .bind(int(f.duration_ms))
+        .bind(int(f.size))
+        .bind(&f.object_key)
+        .bind(int(f.offset))
+        .bind(int(f.length))
+        .bind(f.header_id)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| missing_stream(e, f.stream))?;
+        Ok(())
+    }
+
+    async fn last_fragment_number(&self) -> Result<Option<FragmentNumber>, CatalogError> {
+        let row = sqlx::query("SELECT MAX(fragment_number) FROM fragments")
+            .fetch_one(&self.pool)
+            .await?;
+        let max: Option<String> = row.try_get(0)?;
+        max.map(|m| FragmentNumber::parse(&m).map_err(|_| corrupt("fragment_number", m)))
+            .transpose()
+    }
+
+    async fn fragments(&self, stream: StreamId) -> Result<Vec<FragmentRow>, CatalogError> {
+        let rows = sqlx::query(
+            "SELECT fragment_number, producer_ts_ms, server_ts_ms, duration_ms, size_bytes, \
+             object_key, object_offset, object_length, header_id FROM fragments \
+             WHERE stream_id = $1 ORDER BY fragment_number",
+        )
+        .bind(stream.0)
+        .fetch_all(&self.pool)
+        .await?;
+        let uint = |row: &SqliteRow, c: &'static str| -> Result<u64, CatalogError> {
+            let v: i64 = row.try_get(c)?;
+            u64::try_from(v).map_err(|_| corrupt(c, v.to_string()))
+        };
+        rows.iter()
+            .map(|row| {
+                let number: String = row.try_get("fragment_number")?;
+                Ok(FragmentRow {
+                    stream,
+                    number: FragmentNumber::parse(&number)
+                        .map_err(|_| corrupt("fragment_number", number))?,
+                    producer_timestamp: Timestamp::from_millis(row.try_get("producer_ts_ms")?),
+                    server_timestamp: Timestamp::from_millis(row.try_get("server_ts_ms")?),
+                    duration_ms: uint(row, "duration_ms")?,
+                    size: uint(row, "size_bytes")?,
+                    object_key: row.try_get("object_key")?,
+                    offset: uint(row, "object_offset")?,
+                    length: uint(row, "object_length")?,
+                    header_id: row.try_get("header_id")?,
+                })
             })
             .collect()
     }

@@ -1,0 +1,165 @@
+//! `Archive`: the one path by which fragments become durable (DESIGN.md "Data flow" step 2).
+//! The object first, then the catalog row; only then may ingest say PERSISTED, so a reader
+//! never sees a row whose bytes are missing. (The live bus joins here with GetMedia.)
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kinescope_api::{FragmentNumber, Timestamp};
+use kinescope_media::mkv::TrackHeader;
+
+use crate::catalog::{FragmentRow, StreamId};
+use crate::numbers::FragmentNumbers;
+use crate::store::BlobStore;
+use crate::{Catalog, CatalogError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("storing fragment bytes: {0}")]
+    Store(#[from] std::io::Error),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+}
+
+/// A complete fragment ready to be stored.
+#[derive(Debug, Clone)]
+pub struct NewFragment {
+    pub stream: StreamId,
+    pub number: FragmentNumber,
+    pub producer_timestamp: Timestamp,
+    pub server_timestamp: Timestamp,
+    pub duration_ms: u64,
+    pub header_id: i64,
+    /// The Cluster's bytes, as received.
+    pub bytes: Vec<Bytes>,
+}
+
+#[derive(Debug)]
+pub struct Archive {
+    catalog: Arc<dyn Catalog>,
+    store: Arc<dyn BlobStore>,
+    numbers: FragmentNumbers,
+}
+
+impl Archive {
+    /// Fragment numbers continue above the greatest one the catalog holds.
+    pub async fn open(
+        catalog: Arc<dyn Catalog>,
+        store: Arc<dyn BlobStore>,
+    ) -> Result<Self, ArchiveError> {
+        let floor = catalog.last_fragment_number().await?;
+        Ok(Self {
+            catalog,
+            store,
+            numbers: FragmentNumbers::new(floor.as_ref()),
+        })
+    }
+
+    pub fn catalog(&self) -> &Arc<dyn Catalog> {
+        &self.catalog
+    }
+
+    /// A new fragment number, issued at `now`.
+    pub fn next_fragment_number(&self, now: Timestamp) -> FragmentNumber {
+        self.numbers.next(now)
+    }
+
+    /// Records the header of an upload: its EBML header followed by the level-1 elements that
+    /// preceded its first Cluster, exactly as received.
+    pub async fn add_header(
+        &self,
+        stream: StreamId,
+        header: &TrackHeader,
+    ) -> Result<i64, ArchiveError> {
+        let bytes: Vec<u8> = header
+            .ebml_header
+            .iter()
+            .chain(&header.segment_header)
+            .flat_map(|b| b.iter().copied())
+            .collect();
+        Ok(self.catalog.add_track_header(stream, &bytes).await?)
+    }
+
+    /// Stores the fragment's bytes durably, then records it.
+    pub async fn append(&self, f: NewFragment) -> Result<FragmentRow, ArchiveError> {
+        let size: u64 = f.bytes.iter().map(|b| b.len() as u64).sum();
+        let object_key = format!("{}/{}", f.stream.0, f.number);
+        self.store.put(&object_key, f.bytes).await?;
+        let row = FragmentRow {
+            stream: f.stream,
+            number: f.number,
+            producer_timestamp: f.producer_timestamp,
+            server_timestamp: f.server_timestamp,
+            duration_ms: f.duration_ms,
+            size,
+            object_key,
+            offset: 0,
+            length: size,
+            header_id: f.header_id,
+        };
+        self.catalog.add_fragment(&row).await?;
+        Ok(row)
+    }
+
+    /// The stored bytes of a fragment.
+    pub async fn fragment_bytes(&self, row: &FragmentRow) -> Result<Bytes, ArchiveError> {
+        Ok(self
+            .store
+            .get(&row.object_key, row.offset..row.offset + row.length)
+            .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{LocalStore, SqliteCatalog};
+    use kinescope_api::StreamName;
+    use kinescope_api::control::{StorageTier, StreamInfo, StreamStatus};
+
+    #[tokio::test]
+    async fn append_stores_bytes_then_the_row_and_numbers_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog: Arc<dyn Catalog> =
+            Arc::new(SqliteCatalog::open(&dir.path().join("c.db")).await.unwrap());
+        let store = Arc::new(LocalStore::open(dir.path().join("media")).unwrap());
+        let name = StreamName::parse("s").unwrap();
+        let info = StreamInfo {
+            device_name: None,
+            stream_arn: kinescope_api::StreamArn::new("us-west-2", "000000000000", &name, 1),
+            stream_name: name,
+            media_type: None,
+            kms_key_id: None,
+            version: kinescope_api::Version::parse("v").unwrap(),
+            status: StreamStatus::Active,
+            creation_time: Timestamp::from_millis(1),
+            data_retention_in_hours: 1,
+        };
+        let stream = catalog
+            .create_stream(&info, StorageTier::Hot, &Default::default())
+            .await
+            .unwrap();
+        let archive = Archive::open(catalog.clone(), store.clone()).await.unwrap();
+        let header = catalog.add_track_header(stream.id, b"hdr").await.unwrap();
+        let now = Timestamp::from_millis(1_000_000);
+        let number = archive.next_fragment_number(now);
+        let row = archive
+            .append(NewFragment {
+                stream: stream.id,
+                number: number.clone(),
+                producer_timestamp: now,
+                server_timestamp: now,
+                duration_ms: 2000,
+                header_id: header,
+                bytes: vec![Bytes::from_static(b"clu"), Bytes::from_static(b"ster")],
+            })
+            .await
+            .unwrap();
+        assert_eq!(row.size, 7);
+        assert_eq!(&archive.fragment_bytes(&row).await.unwrap()[..], b"cluster");
+        assert_eq!(catalog.fragments(stream.id).await.unwrap(), vec![row]);
+        // A restarted archive with a clock behind issues numbers above the recorded ones.
+        let again = Archive::open(catalog, store).await.unwrap();
+        assert!(again.next_fragment_number(Timestamp::from_millis(0)) > number);
+    }
+}
