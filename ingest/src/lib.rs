@@ -1,6 +1,12 @@
-//! PutMedia ingest (spec §3): a sans-IO session state machine over `kinescope-media`'s MKV
-//! reader that turns an upload into fragments and ACK events, and the thin async handler that
-//! feeds it from the request body and hands fragments to `kinescope-archive`. Until the PutMedia
-//! issue lands, the server answers `/putMedia` with `NotImplementedException`.
+//! PutMedia ingest (spec §3): [`Session`], a sans-IO state machine over `kinescope-media`'s MKV
+//! reader that turns an upload into ACKs and fragments to persist, and [`upload`], the thin
+//! async shell that feeds it from the request body, persists through `kinescope-archive` and
+//! streams the ACKs back.
 //!
 //! Dependency rule: never depends on `kinescope-playback`.
+
+mod session;
+mod upload;
+
+pub use session::{Output, ReceivedFragment, Session, SessionConfig, TimecodeType};
+pub use upload::{Upload, upload};

@@ -78,6 +78,9 @@ pub struct ServeArgs {
     /// Seconds in-flight requests get to finish on SIGINT/SIGTERM.
     #[arg(long, env = "KINESCOPE_SHUTDOWN_TIMEOUT")]
     pub shutdown_timeout: Option<u64>,
+    /// Seconds a PutMedia request may send nothing before it is ended (KVS: 30).
+    #[arg(long, env = "KINESCOPE_INGEST_IDLE_LIMIT")]
+    pub ingest_idle_limit: Option<u64>,
 }
 
 /// The configuration file: the same keys as the flags, plus several key pairs.
@@ -97,6 +100,7 @@ pub struct FileConfig {
     pub allow_anonymous: Option<bool>,
     pub insecure_allow_anonymous_remote: Option<bool>,
     pub shutdown_timeout: Option<u64>,
+    pub ingest_idle_limit: Option<u64>,
     #[serde(default)]
     pub credentials: Vec<KeyPair>,
 }
@@ -134,6 +138,7 @@ pub struct Config {
     pub account_id: String,
     pub allow_anonymous: bool,
     pub shutdown_timeout_secs: u64,
+    pub ingest_idle_limit_secs: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -265,6 +270,10 @@ impl Config {
             shutdown_timeout_secs: args
                 .shutdown_timeout
                 .or(file.shutdown_timeout)
+                .unwrap_or(30),
+            ingest_idle_limit_secs: args
+                .ingest_idle_limit
+                .or(file.ingest_idle_limit)
                 .unwrap_or(30),
         })
     }

@@ -18,10 +18,10 @@ use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
 use crate::auth::{Payload, Request as SignedRequest};
-use crate::control;
 use crate::error::KvsError;
 use crate::secrets::request_id;
 use crate::state::AppState;
+use crate::{control, putmedia};
 
 /// Largest JSON request body; the largest real input (GetMediaForFragmentList with 1000
 /// fragment numbers) is far below it.
@@ -30,7 +30,6 @@ pub const MAX_JSON_BODY: usize = 1 << 20;
 /// Operations of the KVS models that Kinescope does not serve yet, by path. Each answers
 /// `NotImplementedException` (HTTP 501), listed in the README's feature table.
 const NOT_YET: &[(&str, &str)] = &[
-    ("/putMedia", "PutMedia"),
     ("/getMedia", "GetMedia"),
     ("/listFragments", "ListFragments"),
     ("/getMediaForFragmentList", "GetMediaForFragmentList"),
@@ -110,6 +109,7 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("/UntagResource", "UntagResource"),
     ("/ListTagsForResource", "ListTagsForResource"),
     ("/getDataEndpoint", "GetDataEndpoint"),
+    ("/putMedia", "PutMedia"),
     ("/healthz", "healthz"),
     ("/readyz", "readyz"),
     ("/metrics", "metrics"),
@@ -139,7 +139,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/ListTagsForResource",
             op(post(control::list_tags_for_resource)),
         )
-        .route("/getDataEndpoint", op(post(control::get_data_endpoint)));
+        .route("/getDataEndpoint", op(post(control::get_data_endpoint)))
+        .route("/putMedia", op(post(putmedia::put_media)));
     for &(path, name) in NOT_YET {
         api = api.route(path, op(post(move || not_yet(name))));
     }

@@ -7,6 +7,7 @@ mod config;
 mod control;
 mod error;
 mod http;
+mod putmedia;
 mod secrets;
 mod serve;
 mod state;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
-use kinescope_archive::{Clock, SqliteCatalog, SystemClock};
+use kinescope_archive::{Archive, Catalog, Clock, LocalStore, SqliteCatalog, SystemClock};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 
 use crate::auth::{Auth, KeyStore};
@@ -50,7 +50,9 @@ pub async fn run(mut config: Config) -> Result<(), BoxError> {
     // Absolute, so that the printed paths work from any directory.
     config.data_dir = std::fs::canonicalize(&config.data_dir)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let catalog = SqliteCatalog::open(&config.catalog_path()).await?;
+    let catalog: Arc<dyn Catalog> = Arc::new(SqliteCatalog::open(&config.catalog_path()).await?);
+    let store = Arc::new(LocalStore::open(config.data_dir.join("media"))?);
+    let archive = Arc::new(Archive::open(catalog.clone(), store).await?);
 
     let (auth, shown) = if config.allow_anonymous {
         (Auth::Anonymous, Shown::Anonymous)
@@ -107,7 +109,8 @@ pub async fn run(mut config: Config) -> Result<(), BoxError> {
     });
 
     let state = Arc::new(AppState {
-        catalog: Arc::new(catalog),
+        catalog,
+        archive,
         clock,
         auth,
         region: config.region.clone(),
@@ -115,6 +118,7 @@ pub async fn run(mut config: Config) -> Result<(), BoxError> {
         endpoint: endpoint.clone(),
         shutting_down: AtomicBool::new(false),
         metrics: Some(metrics),
+        ingest_idle_limit: Duration::from_secs(config.ingest_idle_limit_secs),
     });
     let app = http::router(state.clone());
 

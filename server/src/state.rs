@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use kinescope_archive::{Catalog, Clock};
+use kinescope_archive::{Archive, Catalog, Clock};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::auth::Auth;
@@ -12,6 +12,8 @@ use crate::auth::Auth;
 #[derive(Debug)]
 pub struct AppState {
     pub catalog: Arc<dyn Catalog>,
+    /// Fragment store and numbering: where PutMedia makes fragments durable.
+    pub archive: Arc<Archive>,
     pub clock: Arc<dyn Clock>,
     pub auth: Auth,
     /// Region of the ARNs this server creates.
@@ -22,4 +24,6 @@ pub struct AppState {
     /// Set when shutdown begins; `/readyz` then answers 503.
     pub shutting_down: AtomicBool,
     pub metrics: Option<PrometheusHandle>,
+    /// A PutMedia request ends after this long without data (spec §3.4: 30 s).
+    pub ingest_idle_limit: std::time::Duration,
 }

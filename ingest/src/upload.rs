@@ -1,0 +1,192 @@
+//! The async shell around [`Session`]: one task per PutMedia request that reads the body,
+//! persists each fragment through [`Archive::append`] before ACKing PERSISTED, and streams ACKs
+//! back while the body is still arriving (spec §3.2). Reading stops while a fragment is being
+//! persisted, so a slow store pushes back on the socket instead of buffering: at most one
+//! fragment and the chunks of the next are held per upload.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use kinescope_api::ack::{Ack, AckError, AckEvent};
+use kinescope_archive::{Archive, ArchiveError, CatalogError, Clock, NewFragment, StreamRecord};
+use kinescope_media::mkv::TrackHeader;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::session::{Output, ReceivedFragment, Session, SessionConfig};
+
+/// One PutMedia request, validated by the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    pub archive: Arc<Archive>,
+    pub clock: Arc<dyn Clock>,
+    pub stream: StreamRecord,
+    pub session: SessionConfig,
+    /// An IDLE ACK after this long without data, and again after each such period.
+    pub idle_ack_every: Duration,
+    /// The request ends after this long without data (spec §3.4: 30 s).
+    pub idle_limit: Duration,
+    /// ERROR 4003 after this long (spec §3.4: 45 min).
+    pub max_connection: Duration,
+}
+
+/// Runs the upload until the body ends, an error is ACKed, or the client goes away. ACK lines
+/// go to `acks`; dropping it ends the response.
+pub async fn upload<B, E>(u: Upload, mut body: B, acks: mpsc::Sender<Bytes>)
+where
+    B: Stream<Item = Result<Bytes, E>> + Unpin + Send,
+    E: std::fmt::Display,
+{
+    metrics::gauge!("kinescope_ingest_active_uploads").increment(1.0);
+    let stream_name = u.stream.info.stream_name.to_string();
+    let numbers = u.archive.clone();
+    let mut session = Session::new(
+        u.session.clone(),
+        Box::new(move |now| numbers.next_fragment_number(now)),
+    );
+    let mut shell = Shell {
+        u: &u,
+        acks: &acks,
+        headers: HashMap::new(),
+        header_ids: HashMap::new(),
+    };
+    let started = Instant::now();
+    let mut last_data = Instant::now();
+    let mut last_idle = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut body_done = false;
+    loop {
+        tokio::select! {
+            chunk = body.next(), if !body_done => match chunk {
+                Some(Ok(b)) => {
+                    metrics::counter!("kinescope_ingest_bytes_total").increment(b.len() as u64);
+                    last_data = Instant::now();
+                    session.push(b, u.clock.now());
+                }
+                Some(Err(e)) => {
+                    tracing::info!(stream = %stream_name, error = %e, "upload body broken off");
+                    break;
+                }
+                None => {
+                    body_done = true;
+                    session.finish();
+                }
+            },
+            _ = tick.tick() => {
+                if started.elapsed() >= u.max_connection {
+                    shell.send(Ack::error(AckError::MaxConnectionDurationReached, None)).await;
+                    break;
+                }
+                if last_data.elapsed() >= u.idle_limit {
+                    tracing::info!(stream = %stream_name, "upload idle too long; ending it");
+                    break;
+                }
+                if last_data.elapsed() >= u.idle_ack_every && last_idle.elapsed() >= u.idle_ack_every {
+                    last_idle = Instant::now();
+                    if !shell.send(Ack::idle()).await {
+                        break;
+                    }
+                }
+            }
+        }
+        let mut open = true;
+        while let Some(output) = session.poll() {
+            open = match output {
+                Output::Header(h) => {
+                    shell.headers.insert(h.version, h);
+                    true
+                }
+                Output::Ack(a) => shell.send(a).await,
+                Output::Persist(f) => shell.persist(f).await,
+            };
+            if !open {
+                break;
+            }
+        }
+        if !open || session.failed() || body_done {
+            break;
+        }
+    }
+    metrics::gauge!("kinescope_ingest_active_uploads").decrement(1.0);
+}
+
+struct Shell<'a> {
+    u: &'a Upload,
+    acks: &'a mpsc::Sender<Bytes>,
+    headers: HashMap<u32, TrackHeader>,
+    header_ids: HashMap<u32, i64>,
+}
+
+impl Shell<'_> {
+    /// Sends an ACK; false when the client is gone or the ACK ends the upload.
+    async fn send(&self, ack: Ack) -> bool {
+        if let Some(e) = ack.error {
+            metrics::counter!("kinescope_ingest_errors_total", "error_id" => e.id().to_string())
+                .increment(1);
+            tracing::info!(stream = %self.u.stream.info.stream_name, error = e.code(), "upload refused");
+        }
+        let ends = ack.event == AckEvent::Error;
+        self.acks.send(Bytes::from(ack.to_line())).await.is_ok() && !ends
+    }
+
+    /// Stores the fragment (unless the stream keeps no data) and ACKs PERSISTED or ERROR.
+    async fn persist(&mut self, f: ReceivedFragment) -> bool {
+        metrics::counter!("kinescope_ingest_fragments_total").increment(1);
+        if self.u.stream.info.data_retention_in_hours == 0 {
+            return true;
+        }
+        let started = Instant::now();
+        let (timecode, number) = (f.timecode, f.number.clone());
+        match self.store(f).await {
+            Ok(()) => {
+                metrics::histogram!("kinescope_ingest_persist_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                self.send(Ack::fragment(AckEvent::Persisted, timecode, number))
+                    .await
+            }
+            Err(e) => {
+                let error = match e {
+                    ArchiveError::Catalog(CatalogError::StreamNotFound(_)) => {
+                        AckError::StreamNotActive
+                    }
+                    e => {
+                        tracing::error!(stream = %self.u.stream.info.stream_name, error = %e, "persisting a fragment failed");
+                        AckError::ArchivalError
+                    }
+                };
+                self.send(Ack::error(error, Some((timecode, number)))).await
+            }
+        }
+    }
+
+    async fn store(&mut self, f: ReceivedFragment) -> Result<(), ArchiveError> {
+        let header_id = match self.header_ids.get(&f.header_version) {
+            Some(id) => *id,
+            None => {
+                let header = self
+                    .headers
+                    .get(&f.header_version)
+                    .expect("a fragment follows its header");
+                let id = self.u.archive.add_header(self.u.stream.id, header).await?;
+                self.header_ids.insert(f.header_version, id);
+                id
+            }
+        };
+        self.u
+            .archive
+            .append(NewFragment {
+                stream: self.u.stream.id,
+                number: f.number,
+                producer_timestamp: f.producer_timestamp,
+                server_timestamp: f.server_timestamp,
+                duration_ms: f.duration_ms,
+                header_id,
+                bytes: f.bytes,
+            })
+            .await
+            .map(|_| ())
+    }
+}
