@@ -142,6 +142,12 @@ pub trait Catalog: Send + Sync + fmt::Debug {
     /// The greatest fragment number recorded on any stream (numbers are fixed-width).
     async fn last_fragment_number(&self) -> Result<Option<FragmentNumber>, CatalogError>;
 
+    /// The producer timestamp of the stream's latest fragment.
+    async fn latest_producer_timestamp(
+        &self,
+        stream: StreamId,
+    ) -> Result<Option<Timestamp>, CatalogError>;
+
     /// The fragments of a stream in fragment-number order (what ingest has persisted).
     async fn fragments(&self, stream: StreamId) -> Result<Vec<FragmentRow>, CatalogError>;
 }

@@ -322,6 +322,11 @@ async fn fragments_are_recorded_in_number_order(c: &dyn Catalog) {
     let listed = c.fragments(s.id).await.unwrap();
     assert_eq!(listed, vec![row(1, s.id), row(2, s.id), row(3, s.id)]);
     assert!(c.fragments(other.id).await.unwrap().is_empty());
+    assert_eq!(
+        c.latest_producer_timestamp(s.id).await.unwrap(),
+        Some(Timestamp::from_millis(3000))
+    );
+    assert_eq!(c.latest_producer_timestamp(other.id).await.unwrap(), None);
     // Numbers are unique across streams.
     assert!(matches!(
         c.add_fragment(&row(2, other.id)).await,

@@ -516,6 +516,18 @@ impl Catalog for SqliteCatalog {
             .transpose()
     }
 
+    async fn latest_producer_timestamp(
+        &self,
+        stream: StreamId,
+    ) -> Result<Option<Timestamp>, CatalogError> {
+        let row = sqlx::query("SELECT MAX(producer_ts_ms) FROM fragments WHERE stream_id = $1")
+            .bind(stream.0)
+            .fetch_one(&self.pool)
+            .await?;
+        let max: Option<i64> = row.try_get(0)?;
+        Ok(max.map(Timestamp::from_millis))
+    }
+
     async fn fragments(&self, stream: StreamId) -> Result<Vec<FragmentRow>, CatalogError> {
         let rows = sqlx::query(
             "SELECT fragment_number, producer_ts_ms, server_ts_ms, duration_ms, size_bytes, \

@@ -7,6 +7,8 @@
 
 mod session;
 mod upload;
+mod writers;
 
 pub use session::{Output, ReceivedFragment, Session, SessionConfig, TimecodeType};
 pub use upload::{Upload, upload};
+pub use writers::Writers;

@@ -131,6 +131,16 @@ impl Session {
         self.failed
     }
 
+    /// True between a fragment's BUFFERING and its RECEIVED.
+    pub fn in_fragment(&self) -> bool {
+        self.current.is_some()
+    }
+
+    /// The producer timestamp of the latest fragment started (or the one given at start).
+    pub fn last_producer_timestamp(&self) -> Option<Timestamp> {
+        self.last_producer_timestamp
+    }
+
     /// The next thing to do, or `None` until more input.
     pub fn poll(&mut self) -> Option<Output> {
         loop {

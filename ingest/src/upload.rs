@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::session::{Output, ReceivedFragment, Session, SessionConfig};
+use crate::writers::Writers;
 
 /// One PutMedia request, validated by the HTTP layer.
 #[derive(Debug, Clone)]
@@ -25,6 +26,8 @@ pub struct Upload {
     pub clock: Arc<dyn Clock>,
     pub stream: StreamRecord,
     pub session: SessionConfig,
+    /// The writers of every stream on this server (one per stream, with handover).
+    pub writers: Arc<Writers>,
     /// An IDLE ACK after this long without data, and again after each such period.
     pub idle_ack_every: Duration,
     /// The request ends after this long without data (spec §3.4: 30 s).
@@ -42,11 +45,22 @@ where
 {
     metrics::gauge!("kinescope_ingest_active_uploads").increment(1.0);
     let stream_name = u.stream.info.stream_name.to_string();
+    let stored = match u.writers.latest(u.stream.id) {
+        Some(t) => Some(t),
+        None => u.archive.catalog().latest_producer_timestamp(u.stream.id).await.unwrap_or_else(|e| {
+            tracing::warn!(stream = %stream_name, error = %e, "cannot read the stream's latest fragment");
+            None
+        }),
+    };
+    let mut writer = u.writers.register(u.stream.id, stored);
+    let mut config = u.session.clone();
+    config.previous_producer_timestamp = writer.previous;
     let numbers = u.archive.clone();
     let mut session = Session::new(
-        u.session.clone(),
+        config,
         Box::new(move |now| numbers.next_fragment_number(now)),
     );
+    let mut superseded = false;
     let mut shell = Shell {
         u: &u,
         acks: &acks,
@@ -75,6 +89,15 @@ where
                     session.finish();
                 }
             },
+            _ = writer.superseded(), if !superseded => {
+                // A newer connection took over: finish the fragment being received, then end.
+                superseded = true;
+                tracing::info!(stream = %stream_name, "upload superseded by a newer connection");
+                if !session.in_fragment() {
+                    shell.send(Ack::error(AckError::MaxConnectionDurationReached, None)).await;
+                    break;
+                }
+            }
             _ = tick.tick() => {
                 if started.elapsed() >= u.max_connection {
                     shell.send(Ack::error(AckError::MaxConnectionDurationReached, None)).await;
@@ -100,11 +123,24 @@ where
                     true
                 }
                 Output::Ack(a) => shell.send(a).await,
-                Output::Persist(f) => shell.persist(f).await,
+                Output::Persist(f) => {
+                    let stored = shell.persist(f).await;
+                    if stored && superseded {
+                        shell
+                            .send(Ack::error(AckError::MaxConnectionDurationReached, None))
+                            .await;
+                        open = false;
+                        break;
+                    }
+                    stored
+                }
             };
             if !open {
                 break;
             }
+        }
+        if let Some(t) = session.last_producer_timestamp() {
+            writer.record(t);
         }
         if !open || session.failed() || body_done {
             break;

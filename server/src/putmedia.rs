@@ -77,6 +77,7 @@ pub async fn put_media(
             max_user_tags: 10,
             previous_producer_timestamp: None,
         },
+        writers: app.writers.clone(),
         idle_ack_every: Duration::from_secs(3).min(app.ingest_idle_limit / 2),
         idle_limit: app.ingest_idle_limit,
         max_connection: Duration::from_secs(45 * 60),

@@ -111,6 +111,7 @@ pub async fn run(mut config: Config) -> Result<(), BoxError> {
     let state = Arc::new(AppState {
         catalog,
         archive,
+        writers: Arc::default(),
         clock,
         auth,
         region: config.region.clone(),

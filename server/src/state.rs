@@ -14,6 +14,8 @@ pub struct AppState {
     pub catalog: Arc<dyn Catalog>,
     /// Fragment store and numbering: where PutMedia makes fragments durable.
     pub archive: Arc<Archive>,
+    /// The current PutMedia writer of each stream.
+    pub writers: Arc<kinescope_ingest::Writers>,
     pub clock: Arc<dyn Clock>,
     pub auth: Auth,
     /// Region of the ARNs this server creates.

@@ -318,3 +318,43 @@ def test_ingest_metrics(strict):
     for name in ["kinescope_ingest_fragments_total", "kinescope_ingest_bytes_total", "kinescope_ingest_persist_seconds",
                  'kinescope_ingest_errors_total{error_id="4006"}', "kinescope_ingest_active_uploads"]:
         assert name in m, name
+
+
+def test_a_new_connection_takes_over_the_stream(strict):
+    """Handover (spec §0.8, design/0005): the older upload finishes its in-flight fragment and
+    ends; the newer one's fragments follow it; a later connection going back in time gets 4004."""
+    data = (MKV / "producer-c-1.6.4_h264_aac_putmedia.mkv").read_bytes()
+    cl = clusters(data)
+    stream = new_stream(strict)
+    t0 = 1_700_000_000.0
+
+    a = PutMedia(strict, stream, "RELATIVE", start=t0)
+    a.start_reading()
+    middle_of_second = (cl[1][0] + cl[1][1]) // 2
+    a.send(data[:middle_of_second])
+    assert a.wait_for(lambda acks: any(x["EventType"] == "BUFFERING" and x["FragmentTimecode"] == cl[1][2] for x in acks))
+
+    b = PutMedia(strict, stream, "RELATIVE", start=t0 + 100)
+    b.start_reading()
+    b.send(data)
+    assert b.wait_for(lambda acks: sum(x["EventType"] == "PERSISTED" for x in acks) == len(cl))
+    b.end()
+    b_acks = b.finish()
+
+    # The old connection finishes the fragment it was receiving, then is told to go.
+    a.send(data[middle_of_second:cl[2][0] + 100])
+    a_acks = a.finish(15)
+    assert [x["EventType"] for x in a_acks if x.get("FragmentTimecode") == cl[1][2]] == ["BUFFERING", "RECEIVED", "PERSISTED"]
+    assert a_acks[-1] == {"EventType": "ERROR", "ErrorCode": "MAX_CONNECTION_DURATION_REACHED", "ErrorId": 4003}
+    assert not any(x.get("FragmentTimecode") == cl[2][2] for x in a_acks)
+
+    b_numbers = check_acks(b_acks, [c[2] for c in cl])
+    a_numbers = list(by_fragment([x for x in a_acks if "FragmentNumber" in x]))
+    assert max(a_numbers) < min(b_numbers)
+    rows = catalog_rows(strict, stream)
+    assert len(rows) == 2 + len(cl)
+    assert [r[1] for r in rows] == sorted(r[1] for r in rows), "producer time only moves forward"
+
+    # A connection whose fragments would go back in time is refused.
+    c, c_acks = upload(strict, stream, data, "RELATIVE")
+    assert errors(c_acks) == [(4004, 0)]
