@@ -15,9 +15,9 @@ pub use catalog::{
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use numbers::FragmentNumbers;
-pub use service::{Archive, ArchiveError, NewFragment};
+pub use service::{Archive, ArchiveError, NewFragment, PendingFragment};
 pub use sqlite::SqliteCatalog;
-pub use store::{BlobStore, LocalStore};
+pub use store::{BlobStore, BlobWriter, LocalStore};
 
 #[cfg(test)]
 mod conformance;

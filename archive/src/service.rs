@@ -10,7 +10,7 @@ use kinescope_media::mkv::TrackHeader;
 
 use crate::catalog::{FragmentRow, StreamId};
 use crate::numbers::FragmentNumbers;
-use crate::store::BlobStore;
+use crate::store::{BlobStore, BlobWriter};
 use crate::{Catalog, CatalogError};
 
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +19,23 @@ pub enum ArchiveError {
     Store(#[from] std::io::Error),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+}
+
+/// A fragment whose bytes are being stored as they arrive; dropped without
+/// [`Archive::commit`], it leaves nothing behind.
+#[derive(Debug)]
+pub struct PendingFragment {
+    key: String,
+    writer: Box<dyn BlobWriter>,
+    size: u64,
+}
+
+impl PendingFragment {
+    /// Appends bytes of the fragment.
+    pub async fn write(&mut self, parts: Vec<Bytes>) -> Result<(), ArchiveError> {
+        self.size += parts.iter().map(|b| b.len() as u64).sum::<u64>();
+        Ok(self.writer.write(parts).await?)
+    }
 }
 
 /// A complete fragment ready to be stored.
@@ -30,7 +47,7 @@ pub struct NewFragment {
     pub server_timestamp: Timestamp,
     pub duration_ms: u64,
     pub header_id: i64,
-    /// The Cluster's bytes, as received.
+    /// The Cluster's bytes, as received (after those already written to a pending fragment).
     pub bytes: Vec<Bytes>,
 }
 
@@ -80,11 +97,31 @@ impl Archive {
         Ok(self.catalog.add_track_header(stream, &bytes).await?)
     }
 
-    /// Stores the fragment's bytes durably, then records it.
-    pub async fn append(&self, f: NewFragment) -> Result<FragmentRow, ArchiveError> {
-        let size: u64 = f.bytes.iter().map(|b| b.len() as u64).sum();
-        let object_key = format!("{}/{}", f.stream.0, f.number);
-        self.store.put(&object_key, f.bytes).await?;
+    /// Starts storing a fragment's bytes while they arrive.
+    pub async fn begin(
+        &self,
+        stream: StreamId,
+        number: &FragmentNumber,
+    ) -> Result<PendingFragment, ArchiveError> {
+        let key = format!("{}/{}", stream.0, number);
+        let writer = self.store.create(&key).await?;
+        Ok(PendingFragment {
+            key,
+            writer,
+            size: 0,
+        })
+    }
+
+    /// Writes the last bytes, makes the object durable, then records the fragment. Only after
+    /// this returns may the fragment be ACKed PERSISTED.
+    pub async fn commit(
+        &self,
+        mut pending: PendingFragment,
+        f: NewFragment,
+    ) -> Result<FragmentRow, ArchiveError> {
+        pending.write(f.bytes).await?;
+        let PendingFragment { key, writer, size } = pending;
+        writer.finish().await?;
         let row = FragmentRow {
             stream: f.stream,
             number: f.number,
@@ -92,13 +129,19 @@ impl Archive {
             server_timestamp: f.server_timestamp,
             duration_ms: f.duration_ms,
             size,
-            object_key,
+            object_key: key,
             offset: 0,
             length: size,
             header_id: f.header_id,
         };
         self.catalog.add_fragment(&row).await?;
         Ok(row)
+    }
+
+    /// Stores a whole fragment durably, then records it.
+    pub async fn append(&self, f: NewFragment) -> Result<FragmentRow, ArchiveError> {
+        let pending = self.begin(f.stream, &f.number).await?;
+        self.commit(pending, f).await
     }
 
     /// The stored bytes of a fragment.

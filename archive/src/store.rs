@@ -1,7 +1,7 @@
 //! Where fragment bytes live. [`LocalStore`] keeps them as files under the data directory with
-//! the durability PERSISTED promises (DESIGN.md convention 7): write a temporary file, fsync
-//! it, rename it into place, fsync the directory. A crash leaves either the whole object or
-//! nothing under its name; temporary files are swept on open.
+//! the durability PERSISTED promises (DESIGN.md convention 7): write a temporary file (as the
+//! fragment arrives), fsync it, rename it into place, fsync the directory. A crash leaves either
+//! the whole object or nothing under its name; temporary files are swept on open.
 
 use std::fmt;
 use std::io::Write;
@@ -11,13 +11,28 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-/// An object store for fragment bytes: whole objects in, byte ranges out.
+/// An object store for fragment bytes: objects written in parts, byte ranges out.
 #[async_trait]
 pub trait BlobStore: Send + Sync + fmt::Debug {
-    /// Stores `parts`, concatenated, under `key`, durably, before returning.
-    async fn put(&self, key: &str, parts: Vec<Bytes>) -> std::io::Result<()>;
+    /// Starts an object at `key`; it exists under that name only once the writer finishes.
+    async fn create(&self, key: &str) -> std::io::Result<Box<dyn BlobWriter>>;
     /// Bytes `range` of the object at `key`.
     async fn get(&self, key: &str, range: Range<u64>) -> std::io::Result<Bytes>;
+
+    /// Stores `parts`, concatenated, under `key`, durably, before returning.
+    async fn put(&self, key: &str, parts: Vec<Bytes>) -> std::io::Result<()> {
+        let mut w = self.create(key).await?;
+        w.write(parts).await?;
+        w.finish().await
+    }
+}
+
+/// An object being written. Dropped without [`finish`](BlobWriter::finish), it leaves nothing.
+#[async_trait]
+pub trait BlobWriter: Send + Sync + fmt::Debug {
+    async fn write(&mut self, parts: Vec<Bytes>) -> std::io::Result<()>;
+    /// Makes the object durable under its name.
+    async fn finish(self: Box<Self>) -> std::io::Result<()>;
 }
 
 /// Objects as files under a directory; keys are relative paths of `[A-Za-z0-9_./-]`.
@@ -57,16 +72,29 @@ impl LocalStore {
 
 #[async_trait]
 impl BlobStore for LocalStore {
-    async fn put(&self, key: &str, parts: Vec<Bytes>) -> std::io::Result<()> {
+    async fn create(&self, key: &str) -> std::io::Result<Box<dyn BlobWriter>> {
         let path = self.path(key)?;
-        tokio::task::spawn_blocking(move || write_durably(&path, &parts))
-            .await
-            .map_err(std::io::Error::other)?
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(TMP_SUFFIX);
+        let tmp = PathBuf::from(tmp);
+        let file = blocking({
+            let tmp = tmp.clone();
+            move || {
+                std::fs::create_dir_all(tmp.parent().expect("keys have a parent"))?;
+                std::fs::File::create(&tmp)
+            }
+        })
+        .await?;
+        Ok(Box::new(LocalWriter {
+            file: Some(file),
+            tmp,
+            path,
+        }))
     }
 
     async fn get(&self, key: &str, range: Range<u64>) -> std::io::Result<Bytes> {
         let path = self.path(key)?;
-        tokio::task::spawn_blocking(move || {
+        blocking(move || {
             use std::io::{Read, Seek, SeekFrom};
             let mut f = std::fs::File::open(&path)?;
             let len = usize::try_from(range.end.saturating_sub(range.start)).map_err(|_| {
@@ -78,24 +106,69 @@ impl BlobStore for LocalStore {
             Ok(Bytes::from(buf))
         })
         .await
-        .map_err(std::io::Error::other)?
     }
 }
 
-fn write_durably(path: &Path, parts: &[Bytes]) -> std::io::Result<()> {
-    let dir = path.parent().expect("keys have a parent");
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(TMP_SUFFIX);
-    let tmp = PathBuf::from(tmp);
-    let mut f = std::fs::File::create(&tmp)?;
-    for p in parts {
-        f.write_all(p)?;
+/// A temporary file that becomes the object on `finish`, or is removed when dropped.
+#[derive(Debug)]
+struct LocalWriter {
+    /// `None` only while a blocking task holds it.
+    file: Option<std::fs::File>,
+    tmp: PathBuf,
+    path: PathBuf,
+}
+
+#[async_trait]
+impl BlobWriter for LocalWriter {
+    async fn write(&mut self, parts: Vec<Bytes>) -> std::io::Result<()> {
+        let mut file = self
+            .file
+            .take()
+            .ok_or_else(|| std::io::Error::other("writer failed before"))?;
+        let file = blocking(move || {
+            for p in &parts {
+                file.write_all(p)?;
+            }
+            Ok(file)
+        })
+        .await?;
+        self.file = Some(file);
+        Ok(())
     }
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()
+
+    async fn finish(mut self: Box<Self>) -> std::io::Result<()> {
+        let file = self
+            .file
+            .take()
+            .ok_or_else(|| std::io::Error::other("writer failed before"))?;
+        let (tmp, path) = (self.tmp.clone(), self.path.clone());
+        blocking(move || {
+            file.sync_all()?;
+            drop(file);
+            std::fs::rename(&tmp, &path)?;
+            std::fs::File::open(path.parent().expect("keys have a parent"))?.sync_all()
+        })
+        .await?;
+        // Renamed: nothing left for Drop to remove.
+        self.tmp = PathBuf::new();
+        Ok(())
+    }
+}
+
+impl Drop for LocalWriter {
+    fn drop(&mut self) {
+        if !self.tmp.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(std::io::Error::other)?
 }
 
 fn sweep(dir: &Path) -> std::io::Result<()> {
@@ -141,5 +214,29 @@ mod tests {
         LocalStore::open(dir.path()).unwrap();
         assert!(!dir.path().join("7/0002.partial").exists());
         assert!(dir.path().join("7/0001").exists());
+    }
+
+    #[tokio::test]
+    async fn objects_appear_only_when_finished_and_dropped_writers_leave_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let mut w = store.create("1/a").await.unwrap();
+        w.write(vec![Bytes::from_static(b"ab")]).await.unwrap();
+        w.write(vec![Bytes::from_static(b"c"), Bytes::from_static(b"d")])
+            .await
+            .unwrap();
+        assert!(
+            store.get("1/a", 0..4).await.is_err(),
+            "not visible before finish"
+        );
+        w.finish().await.unwrap();
+        assert_eq!(&store.get("1/a", 0..4).await.unwrap()[..], b"abcd");
+        let mut w = store.create("1/b").await.unwrap();
+        w.write(vec![Bytes::from_static(b"half")]).await.unwrap();
+        drop(w);
+        assert!(
+            std::fs::read_dir(dir.path().join("1")).unwrap().count() == 1,
+            "only 1/a remains"
+        );
     }
 }

@@ -42,6 +42,7 @@ pub struct ReceivedFragment {
     pub server_timestamp: Timestamp,
     pub duration_ms: u64,
     pub header_version: u32,
+    /// The Cluster's bytes not already given in [`Output::FragmentData`].
     pub bytes: Vec<Bytes>,
 }
 
@@ -52,7 +53,13 @@ pub enum Output {
     Header(TrackHeader),
     /// Send this ACK now.
     Ack(Ack),
-    /// Store this fragment; then ACK PERSISTED (or ERROR 5001).
+    /// Bytes of the fragment being received, to store while it arrives.
+    FragmentData {
+        number: FragmentNumber,
+        bytes: Vec<Bytes>,
+    },
+    /// The fragment is complete (its last bytes are here): make it durable; then ACK PERSISTED
+    /// (or ERROR 5001).
     Persist(ReceivedFragment),
 }
 
@@ -150,9 +157,14 @@ impl Session {
             if self.failed {
                 return None;
             }
-            match self.reader.poll()? {
-                Ok(event) => self.on_event(event),
-                Err(e) => self.fail(mkv_error(&e)),
+            match self.reader.poll() {
+                Some(Ok(event)) => self.on_event(event),
+                Some(Err(e)) => self.fail(mkv_error(&e)),
+                None => {
+                    let number = self.current.as_ref()?.number.clone();
+                    let bytes = self.reader.take_fragment_bytes();
+                    return (!bytes.is_empty()).then_some(Output::FragmentData { number, bytes });
+                }
             }
         }
     }

@@ -1,8 +1,8 @@
 //! The async shell around [`Session`]: one task per PutMedia request that reads the body,
-//! persists each fragment through [`Archive::append`] before ACKing PERSISTED, and streams ACKs
-//! back while the body is still arriving (spec §3.2). Reading stops while a fragment is being
-//! persisted, so a slow store pushes back on the socket instead of buffering: at most one
-//! fragment and the chunks of the next are held per upload.
+//! writes each fragment to the store while it arrives, commits it (durable object, then catalog
+//! row) before ACKing PERSISTED, and streams ACKs back while the body is still arriving (spec
+//! §3.2). Reading waits for each write, so a slow store pushes back on the socket instead of
+//! buffering: an upload holds only the chunks read since the last write.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,7 +11,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use kinescope_api::ack::{Ack, AckError, AckEvent};
-use kinescope_archive::{Archive, ArchiveError, CatalogError, Clock, NewFragment, StreamRecord};
+use kinescope_archive::{
+    Archive, ArchiveError, CatalogError, Clock, NewFragment, PendingFragment, StreamRecord,
+};
 use kinescope_media::mkv::TrackHeader;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -66,6 +68,7 @@ where
         acks: &acks,
         headers: HashMap::new(),
         header_ids: HashMap::new(),
+        pending: None,
     };
     let started = Instant::now();
     let mut last_data = Instant::now();
@@ -123,6 +126,7 @@ where
                     true
                 }
                 Output::Ack(a) => shell.send(a).await,
+                Output::FragmentData { number, bytes } => shell.write(number, bytes).await,
                 Output::Persist(f) => {
                     let stored = shell.persist(f).await;
                     if stored && superseded {
@@ -154,6 +158,8 @@ struct Shell<'a> {
     acks: &'a mpsc::Sender<Bytes>,
     headers: HashMap<u32, TrackHeader>,
     header_ids: HashMap<u32, i64>,
+    /// The fragment being written while it arrives (dropped, it leaves nothing).
+    pending: Option<PendingFragment>,
 }
 
 impl Shell<'_> {
@@ -198,6 +204,29 @@ impl Shell<'_> {
         }
     }
 
+    /// Writes bytes of the fragment being received; on failure, ACKs the error.
+    async fn write(&mut self, number: kinescope_api::FragmentNumber, bytes: Vec<Bytes>) -> bool {
+        if self.u.stream.info.data_retention_in_hours == 0 {
+            return true;
+        }
+        let result = async {
+            if self.pending.is_none() {
+                self.pending = Some(self.u.archive.begin(self.u.stream.id, &number).await?);
+            }
+            self.pending.as_mut().expect("just set").write(bytes).await
+        }
+        .await;
+        match result {
+            Ok(()) => true,
+            Err(e) => {
+                self.pending = None;
+                tracing::error!(stream = %self.u.stream.info.stream_name, error = %e, "writing a fragment failed");
+                self.send(Ack::error(AckError::ArchivalError, None)).await;
+                false
+            }
+        }
+    }
+
     async fn store(&mut self, f: ReceivedFragment) -> Result<(), ArchiveError> {
         let header_id = match self.header_ids.get(&f.header_version) {
             Some(id) => *id,
@@ -211,18 +240,19 @@ impl Shell<'_> {
                 id
             }
         };
-        self.u
-            .archive
-            .append(NewFragment {
-                stream: self.u.stream.id,
-                number: f.number,
-                producer_timestamp: f.producer_timestamp,
-                server_timestamp: f.server_timestamp,
-                duration_ms: f.duration_ms,
-                header_id,
-                bytes: f.bytes,
-            })
-            .await
-            .map(|_| ())
+        let pending = match self.pending.take() {
+            Some(p) => p,
+            None => self.u.archive.begin(self.u.stream.id, &f.number).await?,
+        };
+        let fragment = NewFragment {
+            stream: self.u.stream.id,
+            number: f.number,
+            producer_timestamp: f.producer_timestamp,
+            server_timestamp: f.server_timestamp,
+            duration_ms: f.duration_ms,
+            header_id,
+            bytes: f.bytes,
+        };
+        self.u.archive.commit(pending, fragment).await.map(|_| ())
     }
 }

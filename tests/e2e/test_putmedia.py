@@ -301,6 +301,7 @@ def test_bad_input_gets_specific_errors_and_spares_other_uploads(strict):
     t.join(60)
     check_acks(good_result["acks"], [c[2] for c in clusters(good_data)])
     assert strict.proc.poll() is None, "the server stays up"
+    assert not list((strict.data_dir / "media").rglob("*.partial")), "refused fragments leave nothing"
     assert strict.client().describe_stream(StreamName=good_stream)["StreamInfo"]["Status"] == "ACTIVE"
 
 

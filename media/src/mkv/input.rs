@@ -103,6 +103,21 @@ impl Input {
         self.recording = Some((Vec::new(), self.head));
     }
 
+    /// The bytes recorded since the recording started or since the last call, as slices of the
+    /// input chunks; the recording goes on.
+    pub fn take_recorded(&mut self) -> Vec<Bytes> {
+        let Some((slices, start)) = &mut self.recording else {
+            return Vec::new();
+        };
+        if let Some(front) = self.chunks.front()
+            && self.head > *start
+        {
+            slices.push(front.slice(*start..self.head));
+            *start = self.head;
+        }
+        std::mem::take(slices)
+    }
+
     /// Stops recording and returns the recorded bytes as slices of the input chunks.
     pub fn stop_recording(&mut self) -> Vec<Bytes> {
         let Some((mut slices, start)) = self.recording.take() else {
@@ -162,6 +177,22 @@ mod tests {
         i.advance(4);
         assert_eq!(i.len(), 0);
         assert!(i.stop_recording().is_empty());
+    }
+
+    #[test]
+    fn recorded_bytes_can_be_taken_while_recording_goes_on() {
+        let mut i = Input::default();
+        i.push(Bytes::from_static(b"0123456789"));
+        i.start_recording();
+        i.advance(3);
+        assert_eq!(i.take_recorded().concat(), b"012");
+        assert!(i.take_recorded().is_empty());
+        i.advance(4);
+        i.push(Bytes::from_static(b"ab"));
+        i.advance(4);
+        assert_eq!(i.take_recorded().concat(), b"3456789a");
+        i.advance(1);
+        assert_eq!(i.stop_recording().concat(), b"b");
     }
 
     #[test]

@@ -131,6 +131,16 @@ impl MkvReader {
         self.finished = true;
     }
 
+    /// The bytes of the open Cluster read since it began or since the last call, so that a
+    /// caller can store a fragment while it arrives. The [`Event::Fragment`] that completes the
+    /// Cluster then carries only the bytes not taken here.
+    pub fn take_fragment_bytes(&mut self) -> Vec<Bytes> {
+        if self.cluster.is_none() {
+            return Vec::new();
+        }
+        self.input.take_recorded()
+    }
+
     /// Bytes pushed but not yet consumed (a partial element header or small element).
     pub fn buffered(&self) -> usize {
         self.input.len()

@@ -656,3 +656,40 @@ fn block_groups_and_lacing_count_frames() {
     );
     assert_eq!(f.duration, 20 + 10, "last interval on the track");
 }
+
+#[test]
+fn fragment_bytes_can_be_taken_as_they_arrive() {
+    let data = fixture("producer-c-1.6.4_h264_aac_putmedia.mkv");
+    let (whole, _) = read_all(&data);
+    let want: Vec<Vec<u8>> = whole
+        .iter()
+        .filter_map(|e| {
+            if let Event::Fragment(f) = e {
+                Some(concat(&f.bytes))
+            } else {
+                None
+            }
+        })
+        .collect();
+    let mut r = MkvReader::new(Limits::default());
+    let mut got: Vec<Vec<u8>> = Vec::new();
+    let mut taken = Vec::new();
+    for chunk in data.chunks(10_000) {
+        r.push(Bytes::copy_from_slice(chunk));
+        while let Some(e) = r.poll() {
+            if let Event::Fragment(f) = e.unwrap() {
+                taken.extend(concat(&f.bytes));
+                got.push(std::mem::take(&mut taken));
+            }
+        }
+        taken.extend(concat(&r.take_fragment_bytes()));
+    }
+    r.finish();
+    while let Some(e) = r.poll() {
+        if let Event::Fragment(f) = e.unwrap() {
+            taken.extend(concat(&f.bytes));
+            got.push(std::mem::take(&mut taken));
+        }
+    }
+    assert_eq!(got, want);
+}
