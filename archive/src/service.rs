@@ -10,6 +10,9 @@ use kinescope_media::mkv::TrackHeader;
 
 use crate::catalog::{FragmentRow, StreamId};
 use crate::numbers::FragmentNumbers;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
 use crate::store::{BlobStore, BlobWriter};
 use crate::{Catalog, CatalogError};
 
@@ -21,20 +24,64 @@ pub enum ArchiveError {
     Catalog(#[from] CatalogError),
 }
 
-/// A fragment whose bytes are being stored as they arrive; dropped without
-/// [`Archive::commit`], it leaves nothing behind.
+/// A fragment whose bytes are being stored as they arrive. Writes run in a task of their own,
+/// at most [`WRITE_QUEUE`] batches behind, so the upload overlaps the store instead of waiting
+/// for each write, and a slow store still pushes back. Dropped without [`Archive::commit`], it
+/// leaves nothing behind.
 #[derive(Debug)]
 pub struct PendingFragment {
     key: String,
-    writer: Box<dyn BlobWriter>,
     size: u64,
+    tx: mpsc::Sender<Write>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+/// Batches of bytes queued per pending fragment before `write` waits.
+pub const WRITE_QUEUE: usize = 2;
+
+#[derive(Debug)]
+enum Write {
+    Data(Vec<Bytes>),
+    Finish,
 }
 
 impl PendingFragment {
-    /// Appends bytes of the fragment.
+    fn start(key: String, mut writer: Box<dyn BlobWriter>) -> Self {
+        let (tx, mut rx) = mpsc::channel(WRITE_QUEUE);
+        let task = tokio::spawn(async move {
+            while let Some(w) = rx.recv().await {
+                match w {
+                    Write::Data(parts) => writer.write(parts).await?,
+                    Write::Finish => return writer.finish().await,
+                }
+            }
+            // Abandoned: dropping the writer removes what it wrote.
+            Err(std::io::Error::other("fragment abandoned"))
+        });
+        Self {
+            key,
+            size: 0,
+            tx,
+            task,
+        }
+    }
+
+    /// Queues bytes of the fragment; waits only when the store is behind.
     pub async fn write(&mut self, parts: Vec<Bytes>) -> Result<(), ArchiveError> {
         self.size += parts.iter().map(|b| b.len() as u64).sum::<u64>();
-        Ok(self.writer.write(parts).await?)
+        if self.tx.send(Write::Data(parts)).await.is_err() {
+            // The writer failed; `commit` reports why.
+            return Err(ArchiveError::Store(std::io::Error::other(
+                "fragment write failed",
+            )));
+        }
+        Ok(())
+    }
+
+    async fn finish(self) -> Result<(String, u64), ArchiveError> {
+        let _ = self.tx.send(Write::Finish).await;
+        self.task.await.map_err(std::io::Error::other)??;
+        Ok((self.key, self.size))
     }
 }
 
@@ -105,11 +152,7 @@ impl Archive {
     ) -> Result<PendingFragment, ArchiveError> {
         let key = format!("{}/{}", stream.0, number);
         let writer = self.store.create(&key).await?;
-        Ok(PendingFragment {
-            key,
-            writer,
-            size: 0,
-        })
+        Ok(PendingFragment::start(key, writer))
     }
 
     /// Writes the last bytes, makes the object durable, then records the fragment. Only after
@@ -120,8 +163,7 @@ impl Archive {
         f: NewFragment,
     ) -> Result<FragmentRow, ArchiveError> {
         pending.write(f.bytes).await?;
-        let PendingFragment { key, writer, size } = pending;
-        writer.finish().await?;
+        let (key, size) = pending.finish().await?;
         let row = FragmentRow {
             stream: f.stream,
             number: f.number,

@@ -71,6 +71,9 @@ struct Current {
     producer_timestamp: Timestamp,
 }
 
+/// Bytes of a fragment gathered before they are handed out to be stored.
+const WRITE_BATCH: u64 = 256 * 1024;
+
 /// Latest producer timestamp accepted: 9999-12-31T23:59:59.999Z.
 const MAX_TIMESTAMP_MS: i64 = 253_402_300_799_999;
 
@@ -81,6 +84,8 @@ pub struct Session {
     /// (end offset, arrival time) of pushed chunks not yet fully consumed.
     arrivals: VecDeque<(u64, Timestamp)>,
     pushed: u64,
+    /// `pushed` when fragment bytes were last handed out.
+    handed_out: u64,
     header: Option<TrackHeader>,
     current: Option<Current>,
     last_producer_timestamp: Option<Timestamp>,
@@ -110,6 +115,7 @@ impl Session {
             next_number,
             arrivals: VecDeque::new(),
             pushed: 0,
+            handed_out: 0,
             header: None,
             current: None,
             user_tags: 0,
@@ -162,6 +168,10 @@ impl Session {
                 Some(Err(e)) => self.fail(mkv_error(&e)),
                 None => {
                     let number = self.current.as_ref()?.number.clone();
+                    if self.pushed - self.handed_out < WRITE_BATCH {
+                        return None;
+                    }
+                    self.handed_out = self.pushed;
                     let bytes = self.reader.take_fragment_bytes();
                     return (!bytes.is_empty()).then_some(Output::FragmentData { number, bytes });
                 }

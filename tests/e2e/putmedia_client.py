@@ -76,7 +76,7 @@ class PutMedia:
     def _read_status(self):
         # 100 Continue comes first (the test checks it), then the final status may come only
         # after the first body bytes: start sending without it.
-        self.sock.settimeout(2)
+        self.sock.settimeout(5)
         try:
             line = self._read_line()
             self.continued = line.startswith(b"HTTP/1.1 100")
