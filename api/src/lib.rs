@@ -5,6 +5,7 @@
 //! This crate has no I/O and no HTTP stack: services turn [`ApiError`] into responses themselves.
 
 pub mod ack;
+pub mod archived;
 pub mod control;
 mod error;
 mod names;

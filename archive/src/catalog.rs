@@ -29,6 +29,13 @@ pub struct StreamRecord {
     pub storage_tier: StorageTier,
 }
 
+/// Which clock a fragment query ranges over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampKind {
+    Producer,
+    Server,
+}
+
 /// One stored fragment: where its bytes are and what it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FragmentRow {
@@ -147,6 +154,28 @@ pub trait Catalog: Send + Sync + fmt::Debug {
         &self,
         stream: StreamId,
     ) -> Result<Option<Timestamp>, CatalogError>;
+
+    /// The stream's fragments whose `kind` timestamp lies in `[start, end]`, ordered by that
+    /// timestamp then fragment number, after `after` (exclusive), at most `limit`.
+    async fn list_fragments(
+        &self,
+        stream: StreamId,
+        kind: TimestampKind,
+        start: Timestamp,
+        end: Timestamp,
+        after: Option<(Timestamp, FragmentNumber)>,
+        limit: u32,
+    ) -> Result<Vec<FragmentRow>, CatalogError>;
+
+    /// The rows of those of `numbers` that are fragments of the stream, in any order.
+    async fn fragments_by_number(
+        &self,
+        stream: StreamId,
+        numbers: &[FragmentNumber],
+    ) -> Result<Vec<FragmentRow>, CatalogError>;
+
+    /// The stored header bytes of `add_track_header`.
+    async fn track_header(&self, id: i64) -> Result<Vec<u8>, CatalogError>;
 
     /// The fragments of a stream in fragment-number order (what ingest has persisted).
     async fn fragments(&self, stream: StreamId) -> Result<Vec<FragmentRow>, CatalogError>;

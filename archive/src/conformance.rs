@@ -7,7 +7,7 @@ use kinescope_api::{
     Tags, Timestamp, Version,
 };
 
-use crate::{Catalog, CatalogError, FragmentRow};
+use crate::{Catalog, CatalogError, FragmentRow, TimestampKind};
 
 fn name(s: &str) -> StreamName {
     StreamName::parse(s).unwrap()
@@ -327,6 +327,45 @@ async fn fragments_are_recorded_in_number_order(c: &dyn Catalog) {
         Some(Timestamp::from_millis(3000))
     );
     assert_eq!(c.latest_producer_timestamp(other.id).await.unwrap(), None);
+    // Range queries: inclusive bounds, timestamp order, a cursor that excludes what came before.
+    let t = Timestamp::from_millis;
+    let by_producer = c
+        .list_fragments(s.id, TimestampKind::Producer, t(1000), t(2000), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(by_producer, vec![row(1, s.id), row(2, s.id)]);
+    let by_server = c
+        .list_fragments(s.id, TimestampKind::Server, t(0), t(10_000), None, 2)
+        .await
+        .unwrap();
+    assert_eq!(by_server, vec![row(1, s.id), row(2, s.id)]);
+    let cursor = Some((t(4000), row(2, s.id).number));
+    let next = c
+        .list_fragments(s.id, TimestampKind::Server, t(0), t(10_000), cursor, 2)
+        .await
+        .unwrap();
+    assert_eq!(next, vec![row(3, s.id)]);
+    assert!(
+        c.list_fragments(other.id, TimestampKind::Server, t(0), t(10_000), None, 2)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let wanted = [
+        row(3, s.id).number,
+        FragmentNumber::parse("999").unwrap(),
+        row(1, s.id).number,
+    ];
+    let mut found = c.fragments_by_number(s.id, &wanted).await.unwrap();
+    found.sort_by(|a, b| a.number.cmp(&b.number));
+    assert_eq!(found, vec![row(1, s.id), row(3, s.id)]);
+    assert!(
+        c.fragments_by_number(other.id, &wanted)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(c.track_header(header).await.unwrap(), b"\x1a\x45\xdf\xa3");
     // Numbers are unique across streams.
     assert!(matches!(
         c.add_fragment(&row(2, other.id)).await,

@@ -12,6 +12,7 @@ mod store;
 
 pub use catalog::{
     Catalog, CatalogError, FragmentRow, MAX_RETENTION_HOURS, MAX_TAGS, StreamId, StreamRecord,
+    TimestampKind,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use numbers::FragmentNumbers;

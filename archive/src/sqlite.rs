@@ -26,7 +26,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, Sqlite, Transaction};
 
-use crate::catalog::{FragmentRow, StreamId};
+use crate::catalog::{FragmentRow, StreamId, TimestampKind};
 use crate::catalog::{MAX_RETENTION_HOURS, MAX_TAGS};
 use crate::{Catalog, CatalogError, StreamRecord};
 
@@ -170,6 +170,29 @@ fn missing_stream(e: sqlx::Error, stream: StreamId) -> CatalogError {
         }
         _ => CatalogError::Database(e),
     }
+}
+
+const FRAGMENT_COLUMNS: &str = "fragment_number, producer_ts_ms, server_ts_ms, duration_ms, \
+     size_bytes, object_key, object_offset, object_length, header_id";
+
+fn fragment_from_row(row: &SqliteRow, stream: StreamId) -> Result<FragmentRow, CatalogError> {
+    let uint = |c: &'static str| -> Result<u64, CatalogError> {
+        let v: i64 = row.try_get(c)?;
+        u64::try_from(v).map_err(|_| corrupt(c, v.to_string()))
+    };
+    let number: String = row.try_get("fragment_number")?;
+    Ok(FragmentRow {
+        stream,
+        number: FragmentNumber::parse(&number).map_err(|_| corrupt("fragment_number", number))?,
+        producer_timestamp: Timestamp::from_millis(row.try_get("producer_ts_ms")?),
+        server_timestamp: Timestamp::from_millis(row.try_get("server_ts_ms")?),
+        duration_ms: uint("duration_ms")?,
+        size: uint("size_bytes")?,
+        object_key: row.try_get("object_key")?,
+        offset: uint("object_offset")?,
+        length: uint("object_length")?,
+        header_id: row.try_get("header_id")?,
+    })
 }
 
 fn corrupt(column: &'static str, value: impl Into<String>) -> CatalogError {
@@ -529,36 +552,81 @@ impl Catalog for SqliteCatalog {
     }
 
     async fn fragments(&self, stream: StreamId) -> Result<Vec<FragmentRow>, CatalogError> {
-        let rows = sqlx::query(
-            "SELECT fragment_number, producer_ts_ms, server_ts_ms, duration_ms, size_bytes, \
-             object_key, object_offset, object_length, header_id FROM fragments \
-             WHERE stream_id = $1 ORDER BY fragment_number",
-        )
-        .bind(stream.0)
-        .fetch_all(&self.pool)
-        .await?;
-        let uint = |row: &SqliteRow, c: &'static str| -> Result<u64, CatalogError> {
-            let v: i64 = row.try_get(c)?;
-            u64::try_from(v).map_err(|_| corrupt(c, v.to_string()))
+        let sql = format!(
+            "SELECT {FRAGMENT_COLUMNS} FROM fragments WHERE stream_id = $1 ORDER BY fragment_number"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(stream.0)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| fragment_from_row(r, stream)).collect()
+    }
+
+    async fn list_fragments(
+        &self,
+        stream: StreamId,
+        kind: TimestampKind,
+        start: Timestamp,
+        end: Timestamp,
+        after: Option<(Timestamp, FragmentNumber)>,
+        limit: u32,
+    ) -> Result<Vec<FragmentRow>, CatalogError> {
+        let column = match kind {
+            TimestampKind::Producer => "producer_ts_ms",
+            TimestampKind::Server => "server_ts_ms",
         };
-        rows.iter()
-            .map(|row| {
-                let number: String = row.try_get("fragment_number")?;
-                Ok(FragmentRow {
-                    stream,
-                    number: FragmentNumber::parse(&number)
-                        .map_err(|_| corrupt("fragment_number", number))?,
-                    producer_timestamp: Timestamp::from_millis(row.try_get("producer_ts_ms")?),
-                    server_timestamp: Timestamp::from_millis(row.try_get("server_ts_ms")?),
-                    duration_ms: uint(row, "duration_ms")?,
-                    size: uint(row, "size_bytes")?,
-                    object_key: row.try_get("object_key")?,
-                    offset: uint(row, "object_offset")?,
-                    length: uint(row, "object_length")?,
-                    header_id: row.try_get("header_id")?,
-                })
-            })
-            .collect()
+        let sql = format!(
+            "SELECT {FRAGMENT_COLUMNS} FROM fragments WHERE stream_id = $1 AND {column} BETWEEN $2 AND $3 \
+             AND ($4 IS NULL OR {column} > $4 OR ({column} = $4 AND fragment_number > $5)) \
+             ORDER BY {column}, fragment_number LIMIT $6"
+        );
+        let (after_ts, after_number) = match &after {
+            Some((t, n)) => (Some(t.as_millis()), Some(n.as_str())),
+            None => (None, None),
+        };
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(stream.0)
+            .bind(start.as_millis())
+            .bind(end.as_millis())
+            .bind(after_ts)
+            .bind(after_number)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| fragment_from_row(r, stream)).collect()
+    }
+
+    async fn fragments_by_number(
+        &self,
+        stream: StreamId,
+        numbers: &[FragmentNumber],
+    ) -> Result<Vec<FragmentRow>, CatalogError> {
+        let mut out = Vec::with_capacity(numbers.len());
+        for batch in numbers.chunks(500) {
+            let placeholders: Vec<String> =
+                (0..batch.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "SELECT {FRAGMENT_COLUMNS} FROM fragments WHERE stream_id = $1 AND fragment_number IN ({})",
+                placeholders.join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(stream.0);
+            for n in batch {
+                q = q.bind(n.as_str());
+            }
+            for row in q.fetch_all(&self.pool).await? {
+                out.push(fragment_from_row(&row, stream)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn track_header(&self, id: i64) -> Result<Vec<u8>, CatalogError> {
+        let row = sqlx::query("SELECT header FROM track_headers WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let row = row.ok_or_else(|| corrupt("header_id", id.to_string()))?;
+        Ok(row.try_get(0)?)
     }
 }
 

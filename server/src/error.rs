@@ -6,6 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use kinescope_api::{ApiError, ErrorKind};
 use kinescope_archive::CatalogError;
+use kinescope_playback::PlaybackError;
 
 /// An error on its way to the client.
 #[derive(Debug)]
@@ -42,6 +43,23 @@ impl From<CatalogError> for KvsError {
             }
         };
         Self::new(kind, e.to_string())
+    }
+}
+
+impl From<PlaybackError> for KvsError {
+    fn from(e: PlaybackError) -> Self {
+        match e {
+            PlaybackError::InvalidArgument(m) => Self::new(ErrorKind::InvalidArgument, m),
+            PlaybackError::NotFound(m) => Self::new(ErrorKind::ResourceNotFound, m),
+            PlaybackError::Catalog(e) => e.into(),
+            PlaybackError::Archive(e) => {
+                tracing::error!(error = %e, "archive failure");
+                Self::new(
+                    ErrorKind::InternalFailure,
+                    "Internal failure; see the server log.",
+                )
+            }
+        }
     }
 }
 

@@ -21,7 +21,7 @@ use crate::auth::{Payload, Request as SignedRequest};
 use crate::error::KvsError;
 use crate::secrets::request_id;
 use crate::state::AppState;
-use crate::{control, putmedia};
+use crate::{archived, control, putmedia};
 
 /// Largest JSON request body; the largest real input (GetMediaForFragmentList with 1000
 /// fragment numbers) is far below it.
@@ -31,8 +31,6 @@ pub const MAX_JSON_BODY: usize = 1 << 20;
 /// `NotImplementedException` (HTTP 501), listed in the README's feature table.
 const NOT_YET: &[(&str, &str)] = &[
     ("/getMedia", "GetMedia"),
-    ("/listFragments", "ListFragments"),
-    ("/getMediaForFragmentList", "GetMediaForFragmentList"),
     ("/getHLSStreamingSessionURL", "GetHLSStreamingSessionURL"),
     ("/getDASHStreamingSessionURL", "GetDASHStreamingSessionURL"),
     ("/getClip", "GetClip"),
@@ -110,6 +108,8 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("/ListTagsForResource", "ListTagsForResource"),
     ("/getDataEndpoint", "GetDataEndpoint"),
     ("/putMedia", "PutMedia"),
+    ("/listFragments", "ListFragments"),
+    ("/getMediaForFragmentList", "GetMediaForFragmentList"),
     ("/healthz", "healthz"),
     ("/readyz", "readyz"),
     ("/metrics", "metrics"),
@@ -140,7 +140,12 @@ pub fn router(state: Arc<AppState>) -> Router {
             op(post(control::list_tags_for_resource)),
         )
         .route("/getDataEndpoint", op(post(control::get_data_endpoint)))
-        .route("/putMedia", op(post(putmedia::put_media)));
+        .route("/putMedia", op(post(putmedia::put_media)))
+        .route("/listFragments", op(post(archived::list_fragments)))
+        .route(
+            "/getMediaForFragmentList",
+            op(post(archived::get_media_for_fragment_list)),
+        );
     for &(path, name) in NOT_YET {
         api = api.route(path, op(post(move || not_yet(name))));
     }

@@ -1,6 +1,7 @@
 //! `kinescope`: the server binary. `kinescope serve` runs the KVS-compatible control plane,
 //! ingest and playback on one listener (DESIGN.md, "What users get").
 
+mod archived;
 mod auth;
 mod civil;
 mod config;

@@ -103,7 +103,8 @@ class PutMedia:
 
     def _read_acks(self):
         try:
-            if self.status is None:
+            while self.status in (None, 100):
+                # A 100 Continue slower than _read_status waited for is skipped here.
                 line = self._read_line()
                 self.status = int(line.split()[1])
                 self._read_headers()

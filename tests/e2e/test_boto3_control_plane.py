@@ -186,11 +186,14 @@ def test_get_data_endpoint(server, kvs, name, api):
 
 def test_data_plane_clients_reach_the_data_endpoint(server, kvs, name):
     kvs.create_stream(StreamName=name, DataRetentionInHours=1)
-    ep = kvs.get_data_endpoint(StreamName=name, APIName="LIST_FRAGMENTS")["DataEndpoint"]
+    ep = kvs.get_data_endpoint(StreamName=name, APIName="GET_CLIP")["DataEndpoint"]
     archived = server.client("kinesis-video-archived-media", endpoint=ep)
+    assert archived.list_fragments(StreamName=name)["Fragments"] == []
     # Not implemented yet: a clear, modelled-shape error, never a 404 page.
     with pytest.raises(botocore.exceptions.ClientError) as e:
-        archived.list_fragments(StreamName=name)
+        archived.get_clip(StreamName=name, ClipFragmentSelector={
+            "FragmentSelectorType": "SERVER_TIMESTAMP",
+            "TimestampRange": {"StartTimestamp": 1, "EndTimestamp": 2}})
     assert error_of(e) == ("NotImplementedException", 501)
     assert "not implemented" in e.value.response["Error"]["Message"]
 

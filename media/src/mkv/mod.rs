@@ -18,7 +18,10 @@ use bytes::Bytes;
 
 pub use frames::cluster_frames;
 pub use reader::MkvReader;
-pub use writer::{FragmentTags, Frame, ProducerWriter, getmedia_error, getmedia_fragment};
+pub use writer::{
+    FragmentTags, Frame, ProducerWriter, archived_fragment, getmedia_error, getmedia_fragment,
+    parse_stored_header,
+};
 
 /// Bounds the reader enforces; each breach is its own error (PutMedia ErrorIds 4001, 4002,
 /// 4012 ...). Nothing is allocated from a declared size before it is checked against these.

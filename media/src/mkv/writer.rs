@@ -7,9 +7,10 @@
 use bytes::Bytes;
 
 use super::ebml::{
-    UNKNOWN_SIZE, write_bytes, write_id, write_master, write_size, write_size_len, write_uint,
+    Size, UNKNOWN_SIZE, read_id, read_size, write_bytes, write_id, write_master, write_size,
+    write_size_len, write_uint,
 };
-use super::{Track, TrackHeader, TrackType, ids};
+use super::{Event, Limits, MkvError, MkvReader, Track, TrackHeader, TrackType, ids};
 
 /// The KVS tags GetMedia puts before each Cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +31,24 @@ pub fn getmedia_fragment(
     millis_behind_now: u64,
     continuation_token: &str,
 ) -> Vec<Bytes> {
+    let mut out = archived_fragment(header, tags, cluster);
+    out.push(Bytes::from(kvs_tags(&[
+        (
+            "AWS_KINESISVIDEO_MILLIS_BEHIND_NOW",
+            &millis_behind_now.to_string(),
+        ),
+        ("AWS_KINESISVIDEO_CONTINUATION_TOKEN", continuation_token),
+    ])));
+    out
+}
+
+/// One fragment as GetMediaForFragmentList returns it (spec §5.2): as [`getmedia_fragment`]
+/// without the tags after the Cluster, which only a live reader needs.
+pub fn archived_fragment(
+    header: &TrackHeader,
+    tags: FragmentTags<'_>,
+    cluster: &[Bytes],
+) -> Vec<Bytes> {
     let mut out = document_start(header);
     out.push(Bytes::from(kvs_tags(&[
         ("AWS_KINESISVIDEO_FRAGMENT_NUMBER", tags.fragment_number),
@@ -43,14 +62,42 @@ pub fn getmedia_fragment(
         ),
     ])));
     out.extend(cluster.iter().cloned());
-    out.push(Bytes::from(kvs_tags(&[
-        (
-            "AWS_KINESISVIDEO_MILLIS_BEHIND_NOW",
-            &millis_behind_now.to_string(),
-        ),
-        ("AWS_KINESISVIDEO_CONTINUATION_TOKEN", continuation_token),
-    ])));
     out
+}
+
+/// A header as the archive stores it (the EBML header followed by the level-1 elements before
+/// the first Cluster, see `TrackHeader`), read back into a [`TrackHeader`].
+pub fn parse_stored_header(stored: &Bytes) -> Result<TrackHeader, MkvError> {
+    let truncated = MkvError::Truncated { offset: 0 };
+    let (_, id_len) = read_id(stored)
+        .map_err(|_| MkvError::InvalidId { offset: 0 })?
+        .ok_or(truncated.clone())?;
+    let (size, size_len) = read_size(&stored[id_len..])
+        .map_err(|_| MkvError::InvalidSize { offset: 0 })?
+        .ok_or(truncated.clone())?;
+    let Size::Known(size) = size else {
+        return Err(MkvError::UnknownSizeNotAllowed {
+            id: ids::EBML,
+            offset: 0,
+        });
+    };
+    let split = usize::try_from(size)
+        .ok()
+        .and_then(|s| s.checked_add(id_len + size_len))
+        .filter(|&e| e <= stored.len())
+        .ok_or(truncated)?;
+    let mut reader = MkvReader::new(Limits::default());
+    reader.push(stored.slice(..split));
+    reader.push(segment_start());
+    reader.push(stored.slice(split..));
+    reader.finish();
+    let mut header = None;
+    while let Some(event) = reader.poll() {
+        if let Event::TrackHeader(h) = event? {
+            header = Some(h);
+        }
+    }
+    header.ok_or(MkvError::MissingTracks { offset: 0 })
 }
 
 /// The error document: header (when known), then `FRAGMENT_NUMBER`, `AWS_KINESISVIDEO_ERROR_ID`
@@ -549,6 +596,48 @@ mod tests {
             );
             assert!(!events.iter().any(|e| matches!(e, Event::Fragment(_))));
         }
+    }
+
+    #[test]
+    fn stored_headers_read_back_and_archived_documents_have_no_trailer() {
+        let (header, fragments) = upload_fragments("producer-c-1.6.4_h264_aac_putmedia.mkv");
+        let stored: Bytes = header
+            .ebml_header
+            .iter()
+            .chain(&header.segment_header)
+            .flat_map(|b| b.iter().copied())
+            .collect::<Vec<u8>>()
+            .into();
+        let back = parse_stored_header(&stored).unwrap();
+        assert_eq!(
+            (back.tracks.clone(), back.timecode_scale),
+            (header.tracks.clone(), header.timecode_scale)
+        );
+        assert_eq!(concat(&back.ebml_header), concat(&header.ebml_header));
+        assert_eq!(concat(&back.segment_header), concat(&header.segment_header));
+        assert!(parse_stored_header(&stored.slice(..20)).is_err());
+        let tags = FragmentTags {
+            fragment_number: "1",
+            server_timestamp_ms: 0,
+            producer_timestamp_ms: 0,
+        };
+        let doc = archived_fragment(&back, tags, &fragments[0].bytes);
+        let events = parse(&doc);
+        let names: Vec<String> = events
+            .iter()
+            .filter_map(|e| {
+                if let Event::Tags { tags, .. } = e {
+                    Some(tags[0].name.clone())
+                } else {
+                    None
+                }
+            })
+            .collect();
+        assert_eq!(names, ["AWS_KINESISVIDEO_FRAGMENT_NUMBER"]);
+    }
+
+    fn concat(parts: &[Bytes]) -> Vec<u8> {
+        parts.iter().flat_map(|b| b.iter().copied()).collect()
     }
 
     #[test]
