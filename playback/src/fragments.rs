@@ -3,6 +3,7 @@
 //! next answer (KVS: unordered, eventually consistent).
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use base64::Engine;
@@ -196,27 +197,26 @@ async fn document(
     headers: &mut HashMap<i64, TrackHeader>,
     row: &FragmentRow,
 ) -> Result<Vec<Bytes>, PlaybackError> {
-    if !headers.contains_key(&row.header_id) {
-        let stored = Bytes::from(archive.catalog().track_header(row.header_id).await?);
-        let header = parse_stored_header(&stored).map_err(|e| {
-            PlaybackError::Catalog(CatalogError::Corrupt {
-                column: "header",
-                value: e.to_string(),
-            })
-        })?;
-        headers.insert(row.header_id, header);
-    }
+    let header = match headers.entry(row.header_id) {
+        Entry::Occupied(e) => e.into_mut(),
+        Entry::Vacant(e) => {
+            let stored = Bytes::from(archive.catalog().track_header(row.header_id).await?);
+            let header = parse_stored_header(&stored).map_err(|err| {
+                PlaybackError::Catalog(CatalogError::Corrupt {
+                    column: "header",
+                    value: err.to_string(),
+                })
+            })?;
+            e.insert(header)
+        }
+    };
     let cluster = archive.fragment_bytes(row).await?;
     let tags = FragmentTags {
         fragment_number: row.number.as_str(),
         server_timestamp_ms: row.server_timestamp.as_millis(),
         producer_timestamp_ms: row.producer_timestamp.as_millis(),
     };
-    Ok(archived_fragment(
-        &headers[&row.header_id],
-        tags,
-        &[cluster],
-    ))
+    Ok(archived_fragment(header, tags, &[cluster]))
 }
 
 #[derive(Debug, Clone, Copy)]
