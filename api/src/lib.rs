@@ -8,6 +8,7 @@ pub mod ack;
 pub mod archived;
 pub mod control;
 mod error;
+pub mod media;
 mod names;
 mod time;
 

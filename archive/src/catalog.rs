@@ -167,6 +167,16 @@ pub trait Catalog: Send + Sync + fmt::Debug {
         limit: u32,
     ) -> Result<Vec<FragmentRow>, CatalogError>;
 
+    /// The stream's fragments in fragment-number order after `after` (exclusive), at most
+    /// `limit`; `newest_first` reverses the order (and `after` then means "before").
+    async fn fragments_after(
+        &self,
+        stream: StreamId,
+        after: Option<&FragmentNumber>,
+        limit: u32,
+        newest_first: bool,
+    ) -> Result<Vec<FragmentRow>, CatalogError>;
+
     /// The rows of those of `numbers` that are fragments of the stream, in any order.
     async fn fragments_by_number(
         &self,

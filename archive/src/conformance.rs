@@ -366,6 +366,31 @@ async fn fragments_are_recorded_in_number_order(c: &dyn Catalog) {
             .is_empty()
     );
     assert_eq!(c.track_header(header).await.unwrap(), b"\x1a\x45\xdf\xa3");
+    let n = |k: u64| row(k, s.id).number;
+    assert_eq!(
+        c.fragments_after(s.id, None, 10, false).await.unwrap(),
+        vec![row(1, s.id), row(2, s.id), row(3, s.id)]
+    );
+    assert_eq!(
+        c.fragments_after(s.id, Some(&n(1)), 1, false)
+            .await
+            .unwrap(),
+        vec![row(2, s.id)]
+    );
+    assert_eq!(
+        c.fragments_after(s.id, None, 1, true).await.unwrap(),
+        vec![row(3, s.id)]
+    );
+    assert_eq!(
+        c.fragments_after(s.id, Some(&n(3)), 5, true).await.unwrap(),
+        vec![row(2, s.id), row(1, s.id)]
+    );
+    assert!(
+        c.fragments_after(s.id, Some(&n(3)), 5, false)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // Numbers are unique across streams.
     assert!(matches!(
         c.add_fragment(&row(2, other.id)).await,

@@ -10,7 +10,7 @@ use kinescope_media::mkv::TrackHeader;
 
 use crate::catalog::{FragmentRow, StreamId};
 use crate::numbers::FragmentNumbers;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::store::{BlobStore, BlobWriter};
@@ -98,11 +98,16 @@ pub struct NewFragment {
     pub bytes: Vec<Bytes>,
 }
 
+/// Fragments announced to live readers, per server (readers filter by stream).
+pub const LIVE_BUS_CAPACITY: usize = 4096;
+
 #[derive(Debug)]
 pub struct Archive {
     catalog: Arc<dyn Catalog>,
     store: Arc<dyn BlobStore>,
     numbers: FragmentNumbers,
+    /// The live bus: each fragment, once its row is committed.
+    live: broadcast::Sender<Arc<FragmentRow>>,
 }
 
 impl Archive {
@@ -116,11 +121,18 @@ impl Archive {
             catalog,
             store,
             numbers: FragmentNumbers::new(floor.as_ref()),
+            live: broadcast::channel(LIVE_BUS_CAPACITY).0,
         })
     }
 
     pub fn catalog(&self) -> &Arc<dyn Catalog> {
         &self.catalog
+    }
+
+    /// Every fragment committed from now on, in commit order. A receiver that falls more than
+    /// [`LIVE_BUS_CAPACITY`] fragments behind gets `Lagged` and must catch up from the catalog.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<FragmentRow>> {
+        self.live.subscribe()
     }
 
     /// A new fragment number, issued at `now`.
@@ -177,6 +189,8 @@ impl Archive {
             header_id: f.header_id,
         };
         self.catalog.add_fragment(&row).await?;
+        // Nobody listening is fine.
+        let _ = self.live.send(Arc::new(row.clone()));
         Ok(row)
     }
 
@@ -225,6 +239,7 @@ mod tests {
             .await
             .unwrap();
         let archive = Archive::open(catalog.clone(), store.clone()).await.unwrap();
+        let mut live = archive.subscribe();
         let header = catalog.add_track_header(stream.id, b"hdr").await.unwrap();
         let now = Timestamp::from_millis(1_000_000);
         let number = archive.next_fragment_number(now);
@@ -241,7 +256,16 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(row.size, 7);
+        assert_eq!(
+            *live.try_recv().unwrap(),
+            row,
+            "announced on the live bus after the commit"
+        );
         assert_eq!(&archive.fragment_bytes(&row).await.unwrap()[..], b"cluster");
+        assert!(
+            archive.subscribe().try_recv().is_err(),
+            "a new subscriber sees only later fragments"
+        );
         assert_eq!(catalog.fragments(stream.id).await.unwrap(), vec![row]);
         // A restarted archive with a clock behind issues numbers above the recorded ones.
         let again = Archive::open(catalog, store).await.unwrap();

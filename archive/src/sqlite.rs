@@ -596,6 +596,31 @@ impl Catalog for SqliteCatalog {
         rows.iter().map(|r| fragment_from_row(r, stream)).collect()
     }
 
+    async fn fragments_after(
+        &self,
+        stream: StreamId,
+        after: Option<&FragmentNumber>,
+        limit: u32,
+        newest_first: bool,
+    ) -> Result<Vec<FragmentRow>, CatalogError> {
+        let (cmp, order) = if newest_first {
+            ("<", "DESC")
+        } else {
+            (">", "ASC")
+        };
+        let sql = format!(
+            "SELECT {FRAGMENT_COLUMNS} FROM fragments WHERE stream_id = $1 \
+             AND ($2 IS NULL OR fragment_number {cmp} $2) ORDER BY fragment_number {order} LIMIT $3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(stream.0)
+            .bind(after.map(FragmentNumber::as_str))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| fragment_from_row(r, stream)).collect()
+    }
+
     async fn fragments_by_number(
         &self,
         stream: StreamId,

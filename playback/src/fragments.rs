@@ -199,16 +199,7 @@ async fn document(
 ) -> Result<Vec<Bytes>, PlaybackError> {
     let header = match headers.entry(row.header_id) {
         Entry::Occupied(e) => e.into_mut(),
-        Entry::Vacant(e) => {
-            let stored = Bytes::from(archive.catalog().track_header(row.header_id).await?);
-            let header = parse_stored_header(&stored).map_err(|err| {
-                PlaybackError::Catalog(CatalogError::Corrupt {
-                    column: "header",
-                    value: err.to_string(),
-                })
-            })?;
-            e.insert(header)
-        }
+        Entry::Vacant(e) => e.insert(load_header(archive, row.header_id).await?),
     };
     let cluster = archive.fragment_bytes(row).await?;
     let tags = FragmentTags {
@@ -217,6 +208,17 @@ async fn document(
         producer_timestamp_ms: row.producer_timestamp.as_millis(),
     };
     Ok(archived_fragment(header, tags, &[cluster]))
+}
+
+/// A stored track header, read back.
+pub(crate) async fn load_header(archive: &Archive, id: i64) -> Result<TrackHeader, PlaybackError> {
+    let stored = Bytes::from(archive.catalog().track_header(id).await?);
+    parse_stored_header(&stored).map_err(|e| {
+        PlaybackError::Catalog(CatalogError::Corrupt {
+            column: "header",
+            value: e.to_string(),
+        })
+    })
 }
 
 #[derive(Debug, Clone, Copy)]

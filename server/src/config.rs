@@ -81,6 +81,9 @@ pub struct ServeArgs {
     /// Seconds a PutMedia request may send nothing before it is ended (KVS: 30).
     #[arg(long, env = "KINESCOPE_INGEST_IDLE_LIMIT")]
     pub ingest_idle_limit: Option<u64>,
+    /// Seconds a GetMedia response waits for a new fragment before it ends.
+    #[arg(long, env = "KINESCOPE_GETMEDIA_IDLE_TIMEOUT")]
+    pub getmedia_idle_timeout: Option<u64>,
 }
 
 /// The configuration file: the same keys as the flags, plus several key pairs.
@@ -101,6 +104,7 @@ pub struct FileConfig {
     pub insecure_allow_anonymous_remote: Option<bool>,
     pub shutdown_timeout: Option<u64>,
     pub ingest_idle_limit: Option<u64>,
+    pub getmedia_idle_timeout: Option<u64>,
     #[serde(default)]
     pub credentials: Vec<KeyPair>,
 }
@@ -139,6 +143,7 @@ pub struct Config {
     pub allow_anonymous: bool,
     pub shutdown_timeout_secs: u64,
     pub ingest_idle_limit_secs: u64,
+    pub getmedia_idle_timeout_secs: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -275,6 +280,10 @@ impl Config {
                 .ingest_idle_limit
                 .or(file.ingest_idle_limit)
                 .unwrap_or(30),
+            getmedia_idle_timeout_secs: args
+                .getmedia_idle_timeout
+                .or(file.getmedia_idle_timeout)
+                .unwrap_or(10),
         })
     }
 

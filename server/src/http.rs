@@ -30,7 +30,6 @@ pub const MAX_JSON_BODY: usize = 1 << 20;
 /// Operations of the KVS models that Kinescope does not serve yet, by path. Each answers
 /// `NotImplementedException` (HTTP 501), listed in the README's feature table.
 const NOT_YET: &[(&str, &str)] = &[
-    ("/getMedia", "GetMedia"),
     ("/getHLSStreamingSessionURL", "GetHLSStreamingSessionURL"),
     ("/getDASHStreamingSessionURL", "GetDASHStreamingSessionURL"),
     ("/getClip", "GetClip"),
@@ -108,6 +107,7 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("/ListTagsForResource", "ListTagsForResource"),
     ("/getDataEndpoint", "GetDataEndpoint"),
     ("/putMedia", "PutMedia"),
+    ("/getMedia", "GetMedia"),
     ("/listFragments", "ListFragments"),
     ("/getMediaForFragmentList", "GetMediaForFragmentList"),
     ("/healthz", "healthz"),
@@ -141,6 +141,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/getDataEndpoint", op(post(control::get_data_endpoint)))
         .route("/putMedia", op(post(putmedia::put_media)))
+        .route("/getMedia", op(post(archived::get_media)))
         .route("/listFragments", op(post(archived::list_fragments)))
         .route(
             "/getMediaForFragmentList",

@@ -120,6 +120,7 @@ pub async fn run(mut config: Config) -> Result<(), BoxError> {
         shutting_down: AtomicBool::new(false),
         metrics: Some(metrics),
         ingest_idle_limit: Duration::from_secs(config.ingest_idle_limit_secs),
+        getmedia_idle: Duration::from_secs(config.getmedia_idle_timeout_secs),
     });
     let app = http::router(state.clone());
 

@@ -28,4 +28,6 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// A PutMedia request ends after this long without data (spec §3.4: 30 s).
     pub ingest_idle_limit: std::time::Duration,
+    /// A GetMedia response ends after this long without a new fragment.
+    pub getmedia_idle: std::time::Duration,
 }

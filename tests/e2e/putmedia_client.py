@@ -58,6 +58,7 @@ class PutMedia:
         self.sock.sendall(head.encode())
         self.status = None
         self.acks = []
+        self.ack_times = []
         self.done = threading.Event()
         self.cond = threading.Condition()
         self._buf = b""
@@ -127,6 +128,7 @@ class PutMedia:
                     line, pending = pending.split(b"\n", 1)
                     with self.cond:
                         self.acks.append(json.loads(line))
+                        self.ack_times.append(time.time())
                         self.cond.notify_all()
         except (EOFError, OSError):
             pass

@@ -1,0 +1,267 @@
+//! GetMedia (spec §4, §0.11–§0.13): the archive from the chosen start, then the live tail, as
+//! one MKV document per fragment with the KVS tags. Catch-up reads pages from the catalog; the
+//! tail follows the archive's live bus, subscribed before catch-up begins, so the seam has no gap
+//! and no duplicate (anything at or before the last fragment sent is skipped). A reader that
+//! falls behind the bus goes back to catalog pages; the response body is produced only as fast
+//! as the client reads it, so a slow reader holds one fragment, never a backlog.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::Stream;
+use kinescope_api::{FragmentNumber, StreamRef, Timestamp};
+use kinescope_archive::{Archive, Clock, FragmentRow, StreamRecord, TimestampKind};
+use kinescope_media::mkv::{FragmentTags, TrackHeader, getmedia_error, getmedia_fragment};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::PlaybackError;
+use crate::fragments::load_header;
+
+/// Fragments read from the catalog per page during catch-up.
+const PAGE: u32 = 32;
+
+/// Where a GetMedia read starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    Earliest,
+    /// The latest existing fragment, then the tail (spec §0.13).
+    Now,
+    /// After this fragment (FRAGMENT_NUMBER and CONTINUATION_TOKEN are exclusive).
+    After(FragmentNumber),
+    /// The first fragment whose timestamp of this kind is at or after the time.
+    At(TimestampKind, Timestamp),
+}
+
+/// One GetMedia read.
+#[derive(Debug, Clone)]
+pub struct MediaRead {
+    pub archive: Arc<Archive>,
+    pub clock: Arc<dyn Clock>,
+    pub stream: StreamRecord,
+    pub start: Start,
+    /// The response ends after this long without a new fragment.
+    pub idle: Duration,
+}
+
+/// The GetMedia response body.
+pub fn get_media(read: MediaRead) -> impl Stream<Item = Bytes> + Send {
+    let live = read.archive.subscribe();
+    let state = State {
+        read,
+        live,
+        last: None,
+        queue: VecDeque::new(),
+        catching_up: true,
+        started: false,
+        done: false,
+        header: None,
+        pending: VecDeque::new(),
+    };
+    futures::stream::unfold(Some(state), |state| async move {
+        let mut s = state?;
+        loop {
+            if let Some(b) = s.pending.pop_front() {
+                return Some((b, Some(s)));
+            }
+            match s.next_fragment().await {
+                Ok(Some(row)) => match s.document(&row).await {
+                    Ok(parts) => {
+                        s.last = Some(row.number.clone());
+                        s.pending.extend(parts);
+                    }
+                    Err(e) => return s.fail(&row.number, e),
+                },
+                Ok(None) => return None,
+                Err(e) => {
+                    let number = s
+                        .last
+                        .clone()
+                        .unwrap_or_else(|| FragmentNumber::parse("0").expect("digits"));
+                    return s.fail(&number, e);
+                }
+            }
+        }
+    })
+}
+
+struct State {
+    read: MediaRead,
+    live: tokio::sync::broadcast::Receiver<Arc<FragmentRow>>,
+    /// The last fragment sent.
+    last: Option<FragmentNumber>,
+    queue: VecDeque<FragmentRow>,
+    catching_up: bool,
+    started: bool,
+    /// Set after an error document: nothing follows it.
+    done: bool,
+    /// The header of the fragment sent last, reused while it does not change.
+    header: Option<(i64, TrackHeader)>,
+    pending: VecDeque<Bytes>,
+}
+
+impl State {
+    /// The next fragment to send, or `None` when the read is over.
+    async fn next_fragment(&mut self) -> Result<Option<FragmentRow>, PlaybackError> {
+        if self.done {
+            return Ok(None);
+        }
+        if !self.started {
+            self.started = true;
+            self.resolve_start().await?;
+        }
+        loop {
+            if let Some(row) = self.queue.pop_front() {
+                if self.last.as_ref().is_none_or(|l| row.number > *l) {
+                    return Ok(Some(row));
+                }
+                continue;
+            }
+            if self.catching_up {
+                let page = self
+                    .read
+                    .archive
+                    .catalog()
+                    .fragments_after(self.read.stream.id, self.last.as_ref(), PAGE, false)
+                    .await?;
+                self.catching_up = page.len() == PAGE as usize;
+                self.queue.extend(page);
+                continue;
+            }
+            match tokio::time::timeout(self.read.idle, self.live.recv()).await {
+                Ok(Ok(row)) if row.stream == self.read.stream.id => {
+                    self.queue.push_back((*row).clone())
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(RecvError::Lagged(n))) => {
+                    tracing::info!(stream = %self.read.stream.info.stream_name, missed = n, "GetMedia reader fell behind; reading the archive");
+                    self.catching_up = true;
+                }
+                Ok(Err(RecvError::Closed)) => return Ok(None),
+                Err(_) => {
+                    // Idle: the read ends (also when the stream was deleted meanwhile).
+                    return Ok(None);
+                }
+            }
+            if !self.stream_exists().await {
+                return Ok(None);
+            }
+        }
+    }
+
+    async fn stream_exists(&self) -> bool {
+        let arn = StreamRef::Arn(self.read.stream.info.stream_arn.clone());
+        self.read.archive.catalog().stream(&arn).await.is_ok()
+    }
+
+    async fn resolve_start(&mut self) -> Result<(), PlaybackError> {
+        let catalog = self.read.archive.catalog();
+        let id = self.read.stream.id;
+        match &self.read.start {
+            Start::Earliest => {}
+            Start::After(n) => self.last = Some(n.clone()),
+            Start::Now => {
+                let latest = catalog.fragments_after(id, None, 1, true).await?;
+                self.queue.extend(latest.into_iter());
+                self.catching_up = false;
+            }
+            Start::At(kind, t) => {
+                let first = catalog
+                    .list_fragments(id, *kind, *t, Timestamp::from_millis(i64::MAX), None, 1)
+                    .await?;
+                match first.into_iter().next() {
+                    Some(row) => {
+                        // Everything after it follows in fragment order.
+                        self.last = Some(predecessor(&row.number));
+                    }
+                    None => {
+                        // Nothing that late yet: only what arrives from now on.
+                        self.last = catalog
+                            .fragments_after(id, None, 1, true)
+                            .await?
+                            .pop()
+                            .map(|r| r.number);
+                        self.catching_up = false;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn document(&mut self, row: &FragmentRow) -> Result<Vec<Bytes>, PlaybackError> {
+        if self
+            .header
+            .as_ref()
+            .is_none_or(|(id, _)| *id != row.header_id)
+        {
+            self.header = Some((
+                row.header_id,
+                load_header(&self.read.archive, row.header_id).await?,
+            ));
+        }
+        let (_, header) = self.header.as_ref().expect("just set");
+        let cluster = self.read.archive.fragment_bytes(row).await?;
+        let behind = (self.read.clock.now().as_millis() - row.server_timestamp.as_millis()).max(0);
+        let tags = FragmentTags {
+            fragment_number: row.number.as_str(),
+            server_timestamp_ms: row.server_timestamp.as_millis(),
+            producer_timestamp_ms: row.producer_timestamp.as_millis(),
+        };
+        Ok(getmedia_fragment(
+            header,
+            tags,
+            &[cluster],
+            behind.unsigned_abs(),
+            row.number.as_str(),
+        ))
+    }
+
+    /// Ends the read with the error document (spec §0.12).
+    fn fail(mut self, number: &FragmentNumber, e: PlaybackError) -> Option<(Bytes, Option<State>)> {
+        tracing::error!(stream = %self.read.stream.info.stream_name, error = %e, "GetMedia failed");
+        let header = self.header.as_ref().map(|(_, h)| h);
+        let mut parts: VecDeque<Bytes> =
+            getmedia_error(header, number.as_str(), 5000, "INTERNAL_ERROR").into();
+        let first = parts.pop_front()?;
+        self.pending = parts;
+        self.done = true;
+        Some((first, Some(self)))
+    }
+}
+
+/// The fixed-width number just below `n` (so that "after it" includes `n`).
+fn predecessor(n: &FragmentNumber) -> FragmentNumber {
+    let digits: Vec<u8> = n.as_str().bytes().collect();
+    let mut out = digits.clone();
+    for i in (0..out.len()).rev() {
+        if out[i] > b'0' {
+            out[i] -= 1;
+            break;
+        }
+        out[i] = b'9';
+    }
+    if digits.iter().all(|&d| d == b'0') {
+        return n.clone();
+    }
+    FragmentNumber::parse(std::str::from_utf8(&out).expect("digits")).expect("digits")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn predecessors_keep_the_width() {
+        let p = |s: &str| {
+            predecessor(&FragmentNumber::parse(s).unwrap())
+                .as_str()
+                .to_owned()
+        };
+        assert_eq!(p("0100"), "0099");
+        assert_eq!(p("01795777251620000000"), "01795777251619999999");
+        assert_eq!(p("0001"), "0000");
+        assert_eq!(p("0000"), "0000");
+    }
+}
