@@ -163,7 +163,7 @@ impl State {
             Start::After(n) => self.last = Some(n.clone()),
             Start::Now => {
                 let latest = catalog.fragments_after(id, None, 1, true).await?;
-                self.queue.extend(latest.into_iter());
+                self.queue.extend(latest);
                 self.catching_up = false;
             }
             Start::At(kind, t) => {
