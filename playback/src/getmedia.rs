@@ -21,6 +21,8 @@ use crate::fragments::load_header;
 
 /// Fragments read from the catalog per page during catch-up.
 const PAGE: u32 = 32;
+/// How often a waiting reader checks that its stream still exists.
+const DELETION_CHECK: Duration = Duration::from_secs(1);
 
 /// Where a GetMedia read starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +50,7 @@ pub struct MediaRead {
 /// The GetMedia response body.
 pub fn get_media(read: MediaRead) -> impl Stream<Item = Bytes> + Send {
     let live = read.archive.subscribe();
+    let idle_deadline = tokio::time::Instant::now() + read.idle;
     let state = State {
         read,
         live,
@@ -55,6 +58,7 @@ pub fn get_media(read: MediaRead) -> impl Stream<Item = Bytes> + Send {
         queue: VecDeque::new(),
         catching_up: true,
         started: false,
+        idle_deadline,
         done: false,
         header: None,
         pending: VecDeque::new(),
@@ -94,6 +98,8 @@ struct State {
     queue: VecDeque<FragmentRow>,
     catching_up: bool,
     started: bool,
+    /// The read ends if no new fragment arrives before this.
+    idle_deadline: tokio::time::Instant,
     /// Set after an error document: nothing follows it.
     done: bool,
     /// The header of the fragment sent last, reused while it does not change.
@@ -114,6 +120,8 @@ impl State {
         loop {
             if let Some(row) = self.queue.pop_front() {
                 if self.last.as_ref().is_none_or(|l| row.number > *l) {
+                    // Idle counts from the last fragment sent.
+                    self.idle_deadline = tokio::time::Instant::now() + self.read.idle;
                     return Ok(Some(row));
                 }
                 continue;
@@ -129,9 +137,16 @@ impl State {
                 self.queue.extend(page);
                 continue;
             }
-            match tokio::time::timeout(self.read.idle, self.live.recv()).await {
+            // Wake at least every second to notice a deleted stream; end when idle.
+            let now = tokio::time::Instant::now();
+            if now >= self.idle_deadline {
+                return Ok(None);
+            }
+            let wake = self.idle_deadline.min(now + DELETION_CHECK);
+            match tokio::time::timeout_at(wake, self.live.recv()).await {
                 Ok(Ok(row)) if row.stream == self.read.stream.id => {
-                    self.queue.push_back((*row).clone())
+                    self.idle_deadline = tokio::time::Instant::now() + self.read.idle;
+                    self.queue.push_back((*row).clone());
                 }
                 Ok(Ok(_)) => {}
                 Ok(Err(RecvError::Lagged(n))) => {
@@ -140,12 +155,10 @@ impl State {
                 }
                 Ok(Err(RecvError::Closed)) => return Ok(None),
                 Err(_) => {
-                    // Idle: the read ends (also when the stream was deleted meanwhile).
-                    return Ok(None);
+                    if !self.stream_exists().await {
+                        return Ok(None);
+                    }
                 }
-            }
-            if !self.stream_exists().await {
-                return Ok(None);
             }
         }
     }

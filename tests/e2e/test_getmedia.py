@@ -168,3 +168,75 @@ def test_live_tail_every_fragment_exactly_once(srv):
     latencies = sorted(arrivals[i] - persisted_at[n] for i, n in enumerate(seen))
     print(f"PERSISTED -> live reader latency: median {latencies[len(latencies) // 2] * 1000:.1f} ms, max {latencies[-1] * 1000:.1f} ms")
     assert latencies[-1] < 1.0
+
+
+def raw_get_media(server, stream, selector):
+    """A signed GetMedia over http.client, for many readers at once without a boto3 client each."""
+    import http.client
+    import botocore.auth
+    import botocore.awsrequest
+    import botocore.credentials
+    from conftest import AK, REGION, SK
+    body = json.dumps({"StreamName": stream, "StartSelector": selector}).encode()
+    req = botocore.awsrequest.AWSRequest(method="POST", url=server.endpoint + "/getMedia", data=body,
+                                         headers={"Content-Type": "application/json"})
+    botocore.auth.SigV4Auth(botocore.credentials.Credentials(AK, SK), "kinesisvideo", REGION).add_auth(req)
+    host, port = server.endpoint.split("://")[1].rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    conn.request("POST", "/getMedia", body=body, headers=dict(req.headers))
+    return conn, conn.getresponse()
+
+
+def test_two_hundred_live_readers_on_one_stream(srv):
+    stream = new_stream(srv)
+    put(srv, stream, DATA, start=1_700_000_000.0)
+    results = [None] * 200
+
+    def reader(i):
+        conn, resp = raw_get_media(srv, stream, {"StartSelectorType": "NOW"})
+        assert resp.status == 200
+        results[i] = [t[0] for t in tags_of(resp.read())]
+        conn.close()
+
+    threads = [threading.Thread(target=reader, args=(i,)) for i in range(200)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    second = put(srv, stream, DATA, start=1_700_000_100.0)
+    for t in threads:
+        t.join(60)
+    expected = [a["FragmentNumber"] for a in second]
+    assert all(r is not None and r[1:] == expected for r in results), [r for r in results if r is None or r[1:] != expected][:2]
+
+
+def test_deleting_the_stream_ends_its_readers(srv):
+    stream = new_stream(srv)
+    put(srv, stream, DATA)
+    conn, resp = raw_get_media(srv, stream, {"StartSelectorType": "NOW"})
+    first = resp.read(1000)
+    arn = srv.client().describe_stream(StreamName=stream)["StreamInfo"]["StreamARN"]
+    t0 = time.time()
+    srv.client().delete_stream(StreamARN=arn)
+    rest = resp.read()  # returns once the server ends the response
+    assert time.time() - t0 < 1.9, "ended by the deletion, not by the 2 s idle timeout"
+    assert len(tags_of(first + rest)) == 1
+    conn.close()
+
+
+def test_a_stalled_reader_costs_bounded_memory(srv):
+    stream = new_stream(srv)
+    big = DATA
+    for i in range(1, 20):
+        # Twenty uploads, each after the last in producer time: ~40 MB stored.
+        put(srv, stream, big, start=1_700_000_000.0 + 10 * i)
+    rss = lambda: int(open(f"/proc/{srv.proc.pid}/status").read().split("VmRSS:")[1].split()[0]) * 1024
+    conn, resp = raw_get_media(srv, stream, {"StartSelectorType": "EARLIEST"})
+    resp.read(100)
+    before = rss()
+    # The reader reads nothing more for 5 s while the producer goes on; the server must not read
+    # ahead for it.
+    put(srv, stream, big, start=1_700_001_000.0)
+    time.sleep(5)
+    grown = rss() - before
+    assert grown < 8 * 1024 * 1024, f"RSS grew by {grown} bytes while the reader stalled"
+    conn.close()
