@@ -17,7 +17,8 @@ pub use catalog::{
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use numbers::FragmentNumbers;
 pub use service::{
-    Archive, ArchiveError, LIVE_BUS_CAPACITY, NewFragment, PendingFragment, WRITE_QUEUE,
+    Archive, ArchiveError, LIVE_BUS_CAPACITY, LiveFragment, NewFragment, PendingFragment, Unstored,
+    WRITE_QUEUE,
 };
 pub use sqlite::SqliteCatalog;
 pub use store::{BlobStore, BlobWriter, LocalStore};

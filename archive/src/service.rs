@@ -101,13 +101,28 @@ pub struct NewFragment {
 /// Fragments announced to live readers, per server (readers filter by stream).
 pub const LIVE_BUS_CAPACITY: usize = 4096;
 
+/// A fragment announced on the live bus.
+#[derive(Debug, Clone)]
+pub struct LiveFragment {
+    pub row: FragmentRow,
+    /// For a stream that keeps no data (retention 0), the fragment itself: there is nothing to
+    /// read back from the store, and `row` names no object.
+    pub unstored: Option<Unstored>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Unstored {
+    pub header: Arc<TrackHeader>,
+    pub bytes: Vec<Bytes>,
+}
+
 #[derive(Debug)]
 pub struct Archive {
     catalog: Arc<dyn Catalog>,
     store: Arc<dyn BlobStore>,
     numbers: FragmentNumbers,
     /// The live bus: each fragment, once its row is committed.
-    live: broadcast::Sender<Arc<FragmentRow>>,
+    live: broadcast::Sender<Arc<LiveFragment>>,
 }
 
 impl Archive {
@@ -131,7 +146,7 @@ impl Archive {
 
     /// Every fragment committed from now on, in commit order. A receiver that falls more than
     /// [`LIVE_BUS_CAPACITY`] fragments behind gets `Lagged` and must catch up from the catalog.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<FragmentRow>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<LiveFragment>> {
         self.live.subscribe()
     }
 
@@ -190,7 +205,10 @@ impl Archive {
         };
         self.catalog.add_fragment(&row).await?;
         // Nobody listening is fine.
-        let _ = self.live.send(Arc::new(row.clone()));
+        let _ = self.live.send(Arc::new(LiveFragment {
+            row: row.clone(),
+            unstored: None,
+        }));
         Ok(row)
     }
 
@@ -198,6 +216,30 @@ impl Archive {
     pub async fn append(&self, f: NewFragment) -> Result<FragmentRow, ArchiveError> {
         let pending = self.begin(f.stream, &f.number).await?;
         self.commit(pending, f).await
+    }
+
+    /// Announces a fragment of a stream that keeps no data to live readers, with its bytes.
+    pub fn announce_unstored(&self, f: NewFragment, header: Arc<TrackHeader>) {
+        let size: u64 = f.bytes.iter().map(|b| b.len() as u64).sum();
+        let row = FragmentRow {
+            stream: f.stream,
+            number: f.number,
+            producer_timestamp: f.producer_timestamp,
+            server_timestamp: f.server_timestamp,
+            duration_ms: f.duration_ms,
+            size,
+            object_key: String::new(),
+            offset: 0,
+            length: size,
+            header_id: f.header_id,
+        };
+        let _ = self.live.send(Arc::new(LiveFragment {
+            row,
+            unstored: Some(Unstored {
+                header,
+                bytes: f.bytes,
+            }),
+        }));
     }
 
     /// The stored bytes of a fragment.
@@ -257,7 +299,7 @@ mod tests {
             .unwrap();
         assert_eq!(row.size, 7);
         assert_eq!(
-            *live.try_recv().unwrap(),
+            live.try_recv().unwrap().row,
             row,
             "announced on the live bus after the commit"
         );

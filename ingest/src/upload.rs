@@ -69,6 +69,7 @@ where
         headers: HashMap::new(),
         header_ids: HashMap::new(),
         pending: None,
+        unstored: Vec::new(),
     };
     let started = Instant::now();
     let mut last_data = Instant::now();
@@ -160,6 +161,8 @@ struct Shell<'a> {
     header_ids: HashMap<u32, i64>,
     /// The fragment being written while it arrives (dropped, it leaves nothing).
     pending: Option<PendingFragment>,
+    /// Bytes of the fragment being received on a stream that keeps no data.
+    unstored: Vec<Bytes>,
 }
 
 impl Shell<'_> {
@@ -178,6 +181,25 @@ impl Shell<'_> {
     async fn persist(&mut self, f: ReceivedFragment) -> bool {
         metrics::counter!("kinescope_ingest_fragments_total").increment(1);
         if self.u.stream.info.data_retention_in_hours == 0 {
+            // Nothing is stored and nothing is PERSISTED; live readers still get the fragment.
+            let header = self
+                .headers
+                .get(&f.header_version)
+                .expect("a fragment follows its header");
+            let mut bytes = std::mem::take(&mut self.unstored);
+            bytes.extend(f.bytes);
+            let fragment = NewFragment {
+                stream: self.u.stream.id,
+                number: f.number,
+                producer_timestamp: f.producer_timestamp,
+                server_timestamp: f.server_timestamp,
+                duration_ms: f.duration_ms,
+                header_id: -1,
+                bytes,
+            };
+            self.u
+                .archive
+                .announce_unstored(fragment, Arc::new(header.clone()));
             return true;
         }
         let started = Instant::now();
@@ -207,6 +229,8 @@ impl Shell<'_> {
     /// Writes bytes of the fragment being received; on failure, ACKs the error.
     async fn write(&mut self, number: kinescope_api::FragmentNumber, bytes: Vec<Bytes>) -> bool {
         if self.u.stream.info.data_retention_in_hours == 0 {
+            // Kept for the live bus until the fragment completes.
+            self.unstored.extend(bytes);
             return true;
         }
         let result = async {

@@ -3,7 +3,8 @@
 //! tail follows the archive's live bus, subscribed before catch-up begins, so the seam has no gap
 //! and no duplicate (anything at or before the last fragment sent is skipped). A reader that
 //! falls behind the bus goes back to catalog pages; the response body is produced only as fast
-//! as the client reads it, so a slow reader holds one fragment, never a backlog.
+//! as the client reads it, so a slow reader holds one fragment, never a backlog. A stream that
+//! keeps no data (retention 0) is served from the bus alone, which then carries the fragments.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::Stream;
 use kinescope_api::{FragmentNumber, StreamRef, Timestamp};
-use kinescope_archive::{Archive, Clock, FragmentRow, StreamRecord, TimestampKind};
+use kinescope_archive::{Archive, Clock, FragmentRow, LiveFragment, StreamRecord, TimestampKind};
 use kinescope_media::mkv::{FragmentTags, TrackHeader, getmedia_error, getmedia_fragment};
 use tokio::sync::broadcast::error::RecvError;
 
@@ -70,12 +71,12 @@ pub fn get_media(read: MediaRead) -> impl Stream<Item = Bytes> + Send {
                 return Some((b, Some(s)));
             }
             match s.next_fragment().await {
-                Ok(Some(row)) => match s.document(&row).await {
+                Ok(Some(item)) => match s.document(&item).await {
                     Ok(parts) => {
-                        s.last = Some(row.number.clone());
+                        s.last = Some(item.row().number.clone());
                         s.pending.extend(parts);
                     }
-                    Err(e) => return s.fail(&row.number, e),
+                    Err(e) => return s.fail(&item.row().number, e),
                 },
                 Ok(None) => return None,
                 Err(e) => {
@@ -90,12 +91,27 @@ pub fn get_media(read: MediaRead) -> impl Stream<Item = Bytes> + Send {
     })
 }
 
+/// A fragment to send: from the catalog, or from the live bus.
+enum Item {
+    Stored(FragmentRow),
+    Live(Arc<LiveFragment>),
+}
+
+impl Item {
+    fn row(&self) -> &FragmentRow {
+        match self {
+            Self::Stored(r) => r,
+            Self::Live(l) => &l.row,
+        }
+    }
+}
+
 struct State {
     read: MediaRead,
-    live: tokio::sync::broadcast::Receiver<Arc<FragmentRow>>,
+    live: tokio::sync::broadcast::Receiver<Arc<LiveFragment>>,
     /// The last fragment sent.
     last: Option<FragmentNumber>,
-    queue: VecDeque<FragmentRow>,
+    queue: VecDeque<Item>,
     catching_up: bool,
     started: bool,
     /// The read ends if no new fragment arrives before this.
@@ -109,7 +125,7 @@ struct State {
 
 impl State {
     /// The next fragment to send, or `None` when the read is over.
-    async fn next_fragment(&mut self) -> Result<Option<FragmentRow>, PlaybackError> {
+    async fn next_fragment(&mut self) -> Result<Option<Item>, PlaybackError> {
         if self.done {
             return Ok(None);
         }
@@ -118,11 +134,11 @@ impl State {
             self.resolve_start().await?;
         }
         loop {
-            if let Some(row) = self.queue.pop_front() {
-                if self.last.as_ref().is_none_or(|l| row.number > *l) {
+            if let Some(item) = self.queue.pop_front() {
+                if self.last.as_ref().is_none_or(|l| item.row().number > *l) {
                     // Idle counts from the last fragment sent.
                     self.idle_deadline = tokio::time::Instant::now() + self.read.idle;
-                    return Ok(Some(row));
+                    return Ok(Some(item));
                 }
                 continue;
             }
@@ -134,7 +150,7 @@ impl State {
                     .fragments_after(self.read.stream.id, self.last.as_ref(), PAGE, false)
                     .await?;
                 self.catching_up = page.len() == PAGE as usize;
-                self.queue.extend(page);
+                self.queue.extend(page.into_iter().map(Item::Stored));
                 continue;
             }
             // Wake at least every second to notice a deleted stream; end when idle.
@@ -144,9 +160,9 @@ impl State {
             }
             let wake = self.idle_deadline.min(now + DELETION_CHECK);
             match tokio::time::timeout_at(wake, self.live.recv()).await {
-                Ok(Ok(row)) if row.stream == self.read.stream.id => {
+                Ok(Ok(live)) if live.row.stream == self.read.stream.id => {
                     self.idle_deadline = tokio::time::Instant::now() + self.read.idle;
-                    self.queue.push_back((*row).clone());
+                    self.queue.push_back(Item::Live(live));
                 }
                 Ok(Ok(_)) => {}
                 Ok(Err(RecvError::Lagged(n))) => {
@@ -176,7 +192,7 @@ impl State {
             Start::After(n) => self.last = Some(n.clone()),
             Start::Now => {
                 let latest = catalog.fragments_after(id, None, 1, true).await?;
-                self.queue.extend(latest);
+                self.queue.extend(latest.into_iter().map(Item::Stored));
                 self.catching_up = false;
             }
             Start::At(kind, t) => {
@@ -203,19 +219,28 @@ impl State {
         Ok(())
     }
 
-    async fn document(&mut self, row: &FragmentRow) -> Result<Vec<Bytes>, PlaybackError> {
-        if self
-            .header
-            .as_ref()
-            .is_none_or(|(id, _)| *id != row.header_id)
-        {
-            self.header = Some((
-                row.header_id,
-                load_header(&self.read.archive, row.header_id).await?,
-            ));
-        }
-        let (_, header) = self.header.as_ref().expect("just set");
-        let cluster = self.read.archive.fragment_bytes(row).await?;
+    async fn document(&mut self, item: &Item) -> Result<Vec<Bytes>, PlaybackError> {
+        let row = item.row();
+        let (header, cluster): (&TrackHeader, Vec<Bytes>) = match item {
+            Item::Live(live) if live.unstored.is_some() => {
+                let unstored = live.unstored.as_ref().expect("checked");
+                (&unstored.header, unstored.bytes.clone())
+            }
+            _ => {
+                if self
+                    .header
+                    .as_ref()
+                    .is_none_or(|(id, _)| *id != row.header_id)
+                {
+                    self.header = Some((
+                        row.header_id,
+                        load_header(&self.read.archive, row.header_id).await?,
+                    ));
+                }
+                let cluster = self.read.archive.fragment_bytes(row).await?;
+                (&self.header.as_ref().expect("just set").1, vec![cluster])
+            }
+        };
         let behind = (self.read.clock.now().as_millis() - row.server_timestamp.as_millis()).max(0);
         let tags = FragmentTags {
             fragment_number: row.number.as_str(),
@@ -225,7 +250,7 @@ impl State {
         Ok(getmedia_fragment(
             header,
             tags,
-            &[cluster],
+            &cluster,
             behind.unsigned_abs(),
             row.number.as_str(),
         ))

@@ -240,3 +240,29 @@ def test_a_stalled_reader_costs_bounded_memory(srv):
     grown = rss() - before
     assert grown < 8 * 1024 * 1024, f"RSS grew by {grown} bytes while the reader stalled"
     conn.close()
+
+
+def test_retention_zero_is_served_from_the_live_bus(srv):
+    stream = new_stream(srv, retention=0)
+    result = {}
+
+    def reader():
+        conn, resp = raw_get_media(srv, stream, {"StartSelectorType": "NOW"})
+        result["data"] = resp.read()
+        conn.close()
+
+    t = threading.Thread(target=reader)
+    t.start()
+    time.sleep(0.5)
+    pm = PutMedia(srv, stream, "RELATIVE", start=1_700_000_000.0)
+    pm.start_reading()
+    pm.send(DATA)
+    pm.end()
+    acks = pm.finish()
+    assert not [a for a in acks if a["EventType"] in ("PERSISTED", "ERROR")]
+    t.join(30)
+    received = [a["FragmentNumber"] for a in acks if a["EventType"] == "RECEIVED"]
+    data = result["data"]
+    assert [x[0] for x in tags_of(data)] == received
+    # The clusters are the uploaded bytes.
+    assert [data[o:e] for o, e, _ in clusters(data)] == [DATA[o:e] for o, e, _ in clusters(DATA)]
