@@ -176,22 +176,23 @@ const FRAGMENT_COLUMNS: &str = "fragment_number, producer_ts_ms, server_ts_ms, d
      size_bytes, object_key, object_offset, object_length, header_id";
 
 fn fragment_from_row(row: &SqliteRow, stream: StreamId) -> Result<FragmentRow, CatalogError> {
-    let uint = |c: &'static str| -> Result<u64, CatalogError> {
-        let v: i64 = row.try_get(c)?;
+    // By position, in FRAGMENT_COLUMNS order: pages hold up to a thousand rows.
+    let uint = |i: usize, c: &'static str| -> Result<u64, CatalogError> {
+        let v: i64 = row.try_get(i)?;
         u64::try_from(v).map_err(|_| corrupt(c, v.to_string()))
     };
-    let number: String = row.try_get("fragment_number")?;
+    let number: String = row.try_get(0)?;
     Ok(FragmentRow {
         stream,
         number: FragmentNumber::parse(&number).map_err(|_| corrupt("fragment_number", number))?,
-        producer_timestamp: Timestamp::from_millis(row.try_get("producer_ts_ms")?),
-        server_timestamp: Timestamp::from_millis(row.try_get("server_ts_ms")?),
-        duration_ms: uint("duration_ms")?,
-        size: uint("size_bytes")?,
-        object_key: row.try_get("object_key")?,
-        offset: uint("object_offset")?,
-        length: uint("object_length")?,
-        header_id: row.try_get("header_id")?,
+        producer_timestamp: Timestamp::from_millis(row.try_get(1)?),
+        server_timestamp: Timestamp::from_millis(row.try_get(2)?),
+        duration_ms: uint(3, "duration_ms")?,
+        size: uint(4, "size_bytes")?,
+        object_key: row.try_get(5)?,
+        offset: uint(6, "object_offset")?,
+        length: uint(7, "object_length")?,
+        header_id: row.try_get(8)?,
     })
 }
 
