@@ -116,6 +116,24 @@ pub struct Unstored {
     pub bytes: Vec<Bytes>,
 }
 
+impl NewFragment {
+    /// Its catalog row, once its `size` bytes are the whole object at `object_key`.
+    fn into_row(self, object_key: String, size: u64) -> FragmentRow {
+        FragmentRow {
+            stream: self.stream,
+            number: self.number,
+            producer_timestamp: self.producer_timestamp,
+            server_timestamp: self.server_timestamp,
+            duration_ms: self.duration_ms,
+            size,
+            object_key,
+            offset: 0,
+            length: size,
+            header_id: self.header_id,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Archive {
     catalog: Arc<dyn Catalog>,
@@ -189,20 +207,10 @@ impl Archive {
         mut pending: PendingFragment,
         f: NewFragment,
     ) -> Result<FragmentRow, ArchiveError> {
-        pending.write(f.bytes).await?;
+        let mut f = f;
+        pending.write(std::mem::take(&mut f.bytes)).await?;
         let (key, size) = pending.finish().await?;
-        let row = FragmentRow {
-            stream: f.stream,
-            number: f.number,
-            producer_timestamp: f.producer_timestamp,
-            server_timestamp: f.server_timestamp,
-            duration_ms: f.duration_ms,
-            size,
-            object_key: key,
-            offset: 0,
-            length: size,
-            header_id: f.header_id,
-        };
+        let row = f.into_row(key, size);
         self.catalog.add_fragment(&row).await?;
         // Nobody listening is fine.
         let _ = self.live.send(Arc::new(LiveFragment {
@@ -219,26 +227,13 @@ impl Archive {
     }
 
     /// Announces a fragment of a stream that keeps no data to live readers, with its bytes.
-    pub fn announce_unstored(&self, f: NewFragment, header: Arc<TrackHeader>) {
+    pub fn announce_unstored(&self, mut f: NewFragment, header: Arc<TrackHeader>) {
         let size: u64 = f.bytes.iter().map(|b| b.len() as u64).sum();
-        let row = FragmentRow {
-            stream: f.stream,
-            number: f.number,
-            producer_timestamp: f.producer_timestamp,
-            server_timestamp: f.server_timestamp,
-            duration_ms: f.duration_ms,
-            size,
-            object_key: String::new(),
-            offset: 0,
-            length: size,
-            header_id: f.header_id,
-        };
+        let bytes = std::mem::take(&mut f.bytes);
+        let row = f.into_row(String::new(), size);
         let _ = self.live.send(Arc::new(LiveFragment {
             row,
-            unstored: Some(Unstored {
-                header,
-                bytes: f.bytes,
-            }),
+            unstored: Some(Unstored { header, bytes }),
         }));
     }
 

@@ -178,7 +178,7 @@ impl Shell<'_> {
     }
 
     /// Stores the fragment (unless the stream keeps no data) and ACKs PERSISTED or ERROR.
-    async fn persist(&mut self, f: ReceivedFragment) -> bool {
+    async fn persist(&mut self, mut f: ReceivedFragment) -> bool {
         metrics::counter!("kinescope_ingest_fragments_total").increment(1);
         if self.u.stream.info.data_retention_in_hours == 0 {
             // Nothing is stored and nothing is PERSISTED; live readers still get the fragment.
@@ -186,20 +186,12 @@ impl Shell<'_> {
                 .headers
                 .get(&f.header_version)
                 .expect("a fragment follows its header");
+            let header = Arc::new(header.clone());
             let mut bytes = std::mem::take(&mut self.unstored);
-            bytes.extend(f.bytes);
-            let fragment = NewFragment {
-                stream: self.u.stream.id,
-                number: f.number,
-                producer_timestamp: f.producer_timestamp,
-                server_timestamp: f.server_timestamp,
-                duration_ms: f.duration_ms,
-                header_id: -1,
-                bytes,
-            };
-            self.u
-                .archive
-                .announce_unstored(fragment, Arc::new(header.clone()));
+            bytes.extend(std::mem::take(&mut f.bytes));
+            let mut fragment = self.new_fragment(f, -1);
+            fragment.bytes = bytes;
+            self.u.archive.announce_unstored(fragment, header);
             return true;
         }
         let started = Instant::now();
@@ -268,7 +260,12 @@ impl Shell<'_> {
             Some(p) => p,
             None => self.u.archive.begin(self.u.stream.id, &f.number).await?,
         };
-        let fragment = NewFragment {
+        let fragment = self.new_fragment(f, header_id);
+        self.u.archive.commit(pending, fragment).await.map(|_| ())
+    }
+
+    fn new_fragment(&self, f: ReceivedFragment, header_id: i64) -> NewFragment {
+        NewFragment {
             stream: self.u.stream.id,
             number: f.number,
             producer_timestamp: f.producer_timestamp,
@@ -276,7 +273,6 @@ impl Shell<'_> {
             duration_ms: f.duration_ms,
             header_id,
             bytes: f.bytes,
-        };
-        self.u.archive.commit(pending, fragment).await.map(|_| ())
+        }
     }
 }

@@ -1,15 +1,16 @@
 """A PutMedia client over a raw socket, signing like the KVS C producer does (spec §1.2): Host
 without the port, `connection`, `transfer-encoding` and `user-agent` signed, payload hash of the
-empty string. It sends the body in chunks and reads ACK lines while it sends, so a test can
-hold the final chunk back until an ACK arrives (what the official SDK does)."""
+empty string. It sends the body in chunks and reads ACK lines while it sends — in one thread,
+with select(), because an SSL socket must not be read and written from two threads at once —
+so a test can hold the final chunk back until an ACK arrives (what the official SDK does)."""
 
 import datetime
 import hashlib
 import hmac
 import json
+import select
 import socket
 import ssl
-import threading
 import time
 
 from conftest import AK, REGION, SK
@@ -57,108 +58,117 @@ class PutMedia:
         head += "content-type: application/json\r\nExpect: 100-continue\r\n\r\n"
         self.sock.sendall(head.encode())
         self.status = None
+        self.continued = False
+        self.headers = {}
         self.acks = []
         self.ack_times = []
-        self.done = threading.Event()
-        self.cond = threading.Condition()
-        self._buf = b""
-        self._read_status()
-        self.reader = threading.Thread(target=self._read_acks, daemon=True)
+        self.done = False
+        self._raw = b""
+        self._body = b""
+        self._in_body = False
+        # 100 Continue comes first; the final status may come only after the first body bytes.
+        deadline = time.time() + 5
+        while not self.continued and self.status is None and time.time() < deadline and not self.done:
+            self._pump(0.1)
+        self.sock.setblocking(False)
 
-    def _read_line(self):
-        while b"\r\n" not in self._buf:
-            data = self.sock.recv(65536)
-            if not data:
-                raise EOFError
-            self._buf += data
-        line, self._buf = self._buf.split(b"\r\n", 1)
-        return line
+    # -- reading, all in the caller's thread
 
-    def _read_status(self):
-        # 100 Continue comes first (the test checks it), then the final status may come only
-        # after the first body bytes: start sending without it.
-        self.sock.settimeout(5)
-        try:
-            line = self._read_line()
-            self.continued = line.startswith(b"HTTP/1.1 100")
-            if self.continued:
-                self._read_line()  # blank line after 100 Continue
-            else:
-                self.status = int(line.split()[1])
-                self._read_headers()
-        except socket.timeout:
-            self.continued = False
-        self.sock.settimeout(30)
-
-    def _read_headers(self):
-        self.headers = {}
+    def _pump(self, timeout):
+        """Reads whatever arrives within `timeout` and parses it."""
+        if self.done:
+            return
+        pending = isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()
+        if not pending and not select.select([self.sock], [], [], timeout)[0]:
+            return
         while True:
-            line = self._read_line()
-            if not line:
-                return
-            k, v = line.decode().split(":", 1)
-            self.headers[k.strip().lower()] = v.strip()
+            try:
+                data = self.sock.recv(65536)
+            except (ssl.SSLWantReadError, BlockingIOError, socket.timeout):
+                break
+            except OSError:
+                data = b""
+            if not data:
+                self.done = True
+                break
+            self._feed(data)
+            if not (isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()):
+                break
 
-    def start_reading(self):
-        self.reader.start()
-
-    def _read_acks(self):
-        try:
-            while self.status in (None, 100):
-                # A 100 Continue slower than _read_status waited for is skipped here.
-                line = self._read_line()
-                self.status = int(line.split()[1])
-                self._read_headers()
-            if self.status != 200:
-                self.error_body = self._buf
+    def _feed(self, data):
+        self._raw += data
+        while not self._in_body and b"\r\n\r\n" in self._raw:
+            head, self._raw = self._raw.split(b"\r\n\r\n", 1)
+            lines = head.decode().split("\r\n")
+            status = int(lines[0].split()[1])
+            if status == 100:
+                self.continued = True
+                continue
+            self.status = status
+            self.headers = {k.strip().lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:])}
+            self._in_body = True
+            if status != 200:
+                self.error_body = self._raw
+                self.done = True
                 return
-            pending = b""
-            while True:
-                size = int(self._read_line(), 16)
-                if size == 0:
-                    break
-                while len(self._buf) < size + 2:
-                    data = self.sock.recv(65536)
-                    if not data:
-                        raise EOFError
-                    self._buf += data
-                chunk, self._buf = self._buf[:size], self._buf[size + 2:]
-                pending += chunk
-                while b"\n" in pending:
-                    line, pending = pending.split(b"\n", 1)
-                    with self.cond:
-                        self.acks.append(json.loads(line))
-                        self.ack_times.append(time.time())
-                        self.cond.notify_all()
-        except (EOFError, OSError):
-            pass
-        finally:
-            with self.cond:
-                self.done.set()
-                self.cond.notify_all()
+        while self._in_body and b"\r\n" in self._raw:
+            size_line, rest = self._raw.split(b"\r\n", 1)
+            size = int(size_line, 16)
+            if size == 0:
+                self.done = True
+                return
+            if len(rest) < size + 2:
+                return
+            self._body += rest[:size]
+            self._raw = rest[size + 2:]
+            while b"\n" in self._body:
+                line, self._body = self._body.split(b"\n", 1)
+                self.acks.append(json.loads(line))
+                self.ack_times.append(time.time())
+
+    # -- writing
+
+    def _write(self, buf):
+        view = memoryview(buf)
+        while view:
+            if self.done and self.status not in (None, 200):
+                return False
+            readable, writable, _ = select.select([self.sock], [self.sock], [], 30)
+            if readable:
+                self._pump(0)
+            if writable:
+                try:
+                    n = self.sock.send(view[:65536])
+                except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
+                    continue
+                except OSError:
+                    return False
+                view = view[n:]
+        return True
 
     def send(self, data, chunk=65536, pace=0.0):
         for i in range(0, len(data), chunk):
             part = data[i:i + chunk]
-            try:
-                self.sock.sendall(b"%x\r\n%s\r\n" % (len(part), part))
-            except OSError:
+            if not self._write(b"%x\r\n%s\r\n" % (len(part), part)):
                 return False
             if pace:
-                time.sleep(pace)
+                end = time.time() + pace
+                while time.time() < end:
+                    self._pump(end - time.time())
         return True
 
     def end(self):
-        try:
-            self.sock.sendall(b"0\r\n\r\n")
-        except OSError:
-            pass
+        self._write(b"0\r\n\r\n")
 
     def wait_for(self, predicate, timeout=30):
-        with self.cond:
-            return self.cond.wait_for(lambda: predicate(self.acks) or self.done.is_set(), timeout) and predicate(self.acks)
+        deadline = time.time() + timeout
+        while not predicate(self.acks) and not self.done and time.time() < deadline:
+            self._pump(min(0.2, max(0.0, deadline - time.time())))
+        return predicate(self.acks)
 
     def finish(self, timeout=30):
-        self.done.wait(timeout)
+        deadline = time.time() + timeout
+        while not self.done and time.time() < deadline:
+            self._pump(min(0.2, max(0.0, deadline - time.time())))
         self.sock.close()
         return self.acks

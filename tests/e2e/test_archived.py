@@ -21,7 +21,6 @@ def archived(server, stream):
 
 def put(server, stream, data, timecode_type="RELATIVE", start=1_700_000_000.0):
     pm = PutMedia(server, stream, timecode_type, start=start)
-    pm.start_reading()
     pm.send(data)
     pm.end()
     acks = pm.finish(120)

@@ -29,7 +29,6 @@ def test_kill_9_mid_upload_loses_nothing_acknowledged(tmp_path):
     def run(name, offset):
         pm = PutMedia(server, name, "RELATIVE", start=1_700_000_000 + offset)
         uploads.append(pm)
-        pm.start_reading()
         # Slow enough that the kill lands mid-upload: ~1 s per cluster.
         if pm.send(data, chunk=32768, pace=0.05):
             pm.end()
@@ -46,8 +45,6 @@ def test_kill_9_mid_upload_loses_nothing_acknowledged(tmp_path):
     for t in threads:
         t.join(30)
     acked = {}
-    for u in uploads:
-        u.done.wait(10)
     # The kill landed mid-upload: not every fragment was persisted.
     assert sum(x["EventType"] == "PERSISTED" for u in uploads for x in u.acks) < 10 * len(by_timecode)
     for u in uploads:
@@ -77,7 +74,6 @@ def test_kill_9_mid_upload_loses_nothing_acknowledged(tmp_path):
         # Fragment numbers continue above everything issued before the crash.
         name = streams[0]
         pm = PutMedia(server, name, "RELATIVE", start=1_800_000_000)
-        pm.start_reading()
         pm.send(data)
         pm.end()
         acks = pm.finish()

@@ -147,7 +147,6 @@ def test_live_tail_every_fragment_exactly_once(srv):
     time.sleep(0.5)
     # The producer uploads for a while (three passes, paced), its fragments following the first's.
     pm = PutMedia(srv, stream, "RELATIVE", start=1_700_001_000.0)
-    pm.start_reading()
     pm.send(DATA, chunk=16384, pace=0.02)
     pm.end()
     acks = pm.finish(60)
@@ -255,7 +254,6 @@ def test_retention_zero_is_served_from_the_live_bus(srv):
     t.start()
     time.sleep(0.5)
     pm = PutMedia(srv, stream, "RELATIVE", start=1_700_000_000.0)
-    pm.start_reading()
     pm.send(DATA)
     pm.end()
     acks = pm.finish()

@@ -112,7 +112,6 @@ def test_sdk_style_upload_is_persisted_before_the_final_chunk(server, fixture, t
     before = time.time()
     pm = PutMedia(server, stream, timecode_type, start=start_ts)
     assert pm.continued, "100 Continue must come at once (spec §0.7)"
-    pm.start_reading()
     assert pm.send(data, chunk=16384)
     # The SDK sends its end-of-fragment tag, then waits for the last PERSISTED before it
     # sends the final chunk.
@@ -220,7 +219,6 @@ def ebml_size(n, length=8):
 
 def upload(server, stream, body, timecode_type="RELATIVE", **kw):
     pm = PutMedia(server, stream, timecode_type, start=1_700_000_000, **kw)
-    pm.start_reading()
     pm.send(body)
     pm.end()
     return pm, pm.finish()
@@ -237,7 +235,6 @@ def test_bad_input_gets_specific_errors_and_spares_other_uploads(strict):
 
     def good():
         pm = PutMedia(strict, good_stream, "RELATIVE", start=1_700_000_000)
-        pm.start_reading()
         pm.send(good_data, chunk=8192, pace=0.01)
         pm.end()
         good_result["acks"] = pm.finish(60)
@@ -279,12 +276,10 @@ def test_bad_input_gets_specific_errors_and_spares_other_uploads(strict):
 
     # A wrong signature, a stream that does not exist, a missing header: refused before the 200.
     pm = PutMedia(strict, s, sk="not-the-secret")
-    pm.start_reading()
     pm.send(base[:1000])
     pm.finish(10)
     assert pm.status == 403
     pm = PutMedia(strict, "no-such-stream-" + uuid.uuid4().hex[:6])
-    pm.start_reading()
     pm.send(base[:1000])
     pm.finish(10)
     assert pm.status == 404
@@ -292,7 +287,6 @@ def test_bad_input_gets_specific_errors_and_spares_other_uploads(strict):
     # A client that sends nothing: IDLE ACKs, then the request ends at the idle limit (3 s here).
     t0 = time.time()
     pm = PutMedia(strict, s)
-    pm.start_reading()
     pm.send(head)
     acks = pm.finish(15)
     assert 2.5 <= time.time() - t0 <= 10
@@ -330,13 +324,11 @@ def test_a_new_connection_takes_over_the_stream(strict):
     t0 = 1_700_000_000.0
 
     a = PutMedia(strict, stream, "RELATIVE", start=t0)
-    a.start_reading()
     middle_of_second = (cl[1][0] + cl[1][1]) // 2
     a.send(data[:middle_of_second])
     assert a.wait_for(lambda acks: any(x["EventType"] == "BUFFERING" and x["FragmentTimecode"] == cl[1][2] for x in acks))
 
     b = PutMedia(strict, stream, "RELATIVE", start=t0 + 100)
-    b.start_reading()
     b.send(data)
     assert b.wait_for(lambda acks: sum(x["EventType"] == "PERSISTED" for x in acks) == len(cl))
     b.end()
