@@ -6,10 +6,12 @@
 
 pub mod ack;
 pub mod archived;
+pub mod civil;
 pub mod control;
 mod error;
 pub mod media;
 mod names;
+pub mod sigv4;
 mod time;
 
 pub use error::{ApiError, ErrorKind};

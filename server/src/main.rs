@@ -3,7 +3,6 @@
 
 mod archived;
 mod auth;
-mod civil;
 mod config;
 mod control;
 mod error;

@@ -17,9 +17,9 @@ use kinescope_api::{ApiError, StreamName, StreamRef, Timestamp};
 use kinescope_ingest::{SessionConfig, TimecodeType, Upload};
 use kinescope_media::mkv::Limits;
 
-use crate::civil;
 use crate::error::KvsError;
 use crate::state::AppState;
+use kinescope_api::civil;
 
 /// ACK lines buffered per upload before the upload waits for the client to read them.
 const ACK_BUFFER: usize = 32;

@@ -16,8 +16,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
 
-use crate::civil;
 use crate::secrets::write_private;
+use kinescope_api::civil;
 
 const LEAF_DAYS: i64 = 397;
 const RENEW_BEFORE_DAYS: i64 = 30;

@@ -1,8 +1,7 @@
 //! Authentication of API requests: SigV4 against the configured keys, or nothing when the
 //! operator explicitly allowed anonymous access (DESIGN.md convention 8).
 
-pub mod sigv4;
-
+use kinescope_api::sigv4;
 use kinescope_api::{ApiError, ErrorKind, Timestamp};
 
 pub use sigv4::{KeyStore, Payload, Request};

@@ -1,5 +1,7 @@
-//! AWS Signature Version 4 verification (spec §1.2): recompute the signature of a received
-//! request from the headers it says it signed, exactly as they arrived, and compare.
+//! AWS Signature Version 4 (spec §1.2): [`verify`] recomputes the signature of a received
+//! request from the headers it says it signed, exactly as they arrived, and compares;
+//! [`sign`] signs a request the same way (for Kinescope's own clients). One canonicalisation
+//! serves both.
 //!
 //! The quirks of the real clients are deliberate inputs here, not special cases: the C producer
 //! signs `Host` without the port and signs `connection`, `transfer-encoding` and `user-agent`;
@@ -9,10 +11,9 @@
 use std::collections::HashMap;
 
 use aws_lc_rs::{digest, hmac};
-use axum::http::HeaderMap;
-use kinescope_api::Timestamp;
+use http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::civil;
+use crate::{Timestamp, civil};
 
 /// The only credential-scope service name of all three KVS API groups.
 pub const SERVICE: &str = "kinesisvideo";
@@ -153,6 +154,95 @@ pub fn verify(req: &Request<'_>, keys: &KeyStore, now: Timestamp) -> Result<Veri
         access_key: parsed.access_key.to_owned(),
         region: parsed.region.to_owned(),
     })
+}
+
+/// A key pair and region to sign requests with.
+#[derive(Clone)]
+pub struct Signer {
+    pub access_key: String,
+    pub secret: String,
+    pub region: String,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer")
+            .field("access_key", &self.access_key)
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Signer {
+    /// Signs a request in place: adds `x-amz-date` and `authorization`, signing every header
+    /// already in `headers` (which must include `host`) plus `x-amz-date`. The payload hash is
+    /// taken as [`verify`] takes it.
+    pub fn sign(
+        &self,
+        method: &str,
+        path: &str,
+        query: Option<&str>,
+        headers: &mut HeaderMap,
+        payload: Payload<'_>,
+        now: Timestamp,
+    ) {
+        sign(method, path, query, headers, payload, self, now);
+    }
+}
+
+fn sign(
+    method: &str,
+    path: &str,
+    query: Option<&str>,
+    headers: &mut HeaderMap,
+    payload: Payload<'_>,
+    signer: &Signer,
+    now: Timestamp,
+) {
+    let (access_key, secret, region) = (&signer.access_key, &signer.secret, signer.region.as_str());
+    let amz_date = civil::amz_date(now);
+    headers.insert(
+        "x-amz-date",
+        HeaderValue::from_str(&amz_date).expect("ASCII"),
+    );
+    let mut names: Vec<String> = headers
+        .keys()
+        .map(|k| k.as_str().to_owned())
+        .filter(|k| k != "authorization")
+        .collect();
+    names.sort();
+    names.dedup();
+    let signed: Vec<&str> = names.iter().map(String::as_str).collect();
+    let payload_hash = match (header_str(headers, "x-amz-content-sha256"), payload) {
+        (Some(h), _) => h.to_owned(),
+        (None, Payload::Body(b)) => hex(digest::digest(&digest::SHA256, b).as_ref()),
+        (None, Payload::Streaming) => EMPTY_PAYLOAD_SHA256.to_owned(),
+    };
+    let req = Request {
+        method,
+        path,
+        query,
+        headers,
+        payload,
+    };
+    let canonical =
+        canonical_request(&req, &signed, &payload_hash).expect("every signed header is present");
+    let date = &amz_date[..8];
+    let scope = format!("{date}/{region}/{SERVICE}/aws4_request");
+    let string_to_sign = format!(
+        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
+        hex(digest::digest(&digest::SHA256, &canonical).as_ref())
+    );
+    let key = signing_key(secret, date, region, SERVICE);
+    let signature = hex(hmac::sign(&key, string_to_sign.as_bytes()).as_ref());
+    let auth = format!(
+        "AWS4-HMAC-SHA256 Credential={access_key}/{scope}, SignedHeaders={}, Signature={signature}",
+        signed.join(";")
+    );
+    headers.insert(
+        HeaderName::from_static("authorization"),
+        HeaderValue::from_str(&auth).expect("ASCII"),
+    );
 }
 
 /// The parsed `Authorization: AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...`.
@@ -413,7 +503,6 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::{HeaderName, HeaderValue};
     use std::path::{Path, PathBuf};
 
     const ACCESS_KEY: &str = "AKIDEXAMPLE";
@@ -633,6 +722,33 @@ mod tests {
             HeaderValue::from_static("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261127/us-west-2/s3/aws4_request, SignedHeaders=host, Signature=00"),
         );
         assert_eq!(check(&s3, &keys(SECRET)), Err(AuthError::WrongService));
+    }
+
+    #[test]
+    fn what_sign_signs_verify_accepts() {
+        let now = Timestamp::from_millis(1_795_770_002_000);
+        for payload in [Payload::Body(b"{\"StreamName\":\"s\"}"), Payload::Streaming] {
+            let mut headers = HeaderMap::new();
+            headers.insert("host", HeaderValue::from_static("127.0.0.1"));
+            headers.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+            headers.insert("x-amzn-stream-name", HeaderValue::from_static("s"));
+            let signer = Signer {
+                access_key: ACCESS_KEY.into(),
+                secret: SECRET.into(),
+                region: "eu-west-1".into(),
+            };
+            signer.sign("POST", "/putMedia", None, &mut headers, payload, now);
+            let req = Request {
+                method: "POST",
+                path: "/putMedia",
+                query: None,
+                headers: &headers,
+                payload,
+            };
+            let v = verify(&req, &keys(SECRET), now).unwrap();
+            assert_eq!(v.region, "eu-west-1");
+            assert_eq!(verify(&req, &keys("other"), now), Err(AuthError::Mismatch));
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! certificate validity), without a date-time dependency. Algorithms from Howard Hinnant,
 //! "chrono-Compatible Low-Level Date Algorithms".
 
-use kinescope_api::Timestamp;
+use crate::Timestamp;
 
 /// Days since 1970-01-01 of the proleptic Gregorian date `y-m-d`.
 pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
