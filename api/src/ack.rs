@@ -47,6 +47,23 @@ pub enum AckError {
     ArchivalError,
 }
 
+const ALL_ERRORS: [AckError; 14] = [
+    AckError::StreamReadError,
+    AckError::MaxFragmentSizeReached,
+    AckError::MaxFragmentDurationReached,
+    AckError::MaxConnectionDurationReached,
+    AckError::FragmentTimecodeLesserThanPrevious,
+    AckError::InvalidMkvData,
+    AckError::InvalidProducerTimestamp,
+    AckError::StreamNotActive,
+    AckError::FragmentMetadataLimitReached,
+    AckError::TrackNumberMismatch,
+    AckError::FramesMissingForTrack,
+    AckError::MoreThanAllowedTracksFound,
+    AckError::InternalError,
+    AckError::ArchivalError,
+];
+
 impl AckError {
     pub fn id(self) -> u32 {
         match self {
@@ -121,6 +138,35 @@ impl Ack {
         }
     }
 
+    /// Reads one ACK line (what [`Ack::to_line`] writes, or the real service's).
+    pub fn parse(line: &str) -> Result<Self, String> {
+        let v: serde_json::Value = serde_json::from_str(line.trim()).map_err(|e| e.to_string())?;
+        let event = match v["EventType"].as_str() {
+            Some("BUFFERING") => AckEvent::Buffering,
+            Some("RECEIVED") => AckEvent::Received,
+            Some("PERSISTED") => AckEvent::Persisted,
+            Some("ERROR") => AckEvent::Error,
+            Some("IDLE") => AckEvent::Idle,
+            other => return Err(format!("unknown EventType {other:?}")),
+        };
+        let fragment = match (v["FragmentTimecode"].as_u64(), v["FragmentNumber"].as_str()) {
+            (Some(tc), Some(n)) => Some((tc, FragmentNumber::parse(n).map_err(|e| e.message)?)),
+            _ => None,
+        };
+        let error = v["ErrorId"].as_u64().map(|id| {
+            ALL_ERRORS
+                .iter()
+                .copied()
+                .find(|e| u64::from(e.id()) == id)
+                .ok_or(format!("unknown ErrorId {id}"))
+        });
+        Ok(Self {
+            event,
+            fragment,
+            error: error.transpose()?,
+        })
+    }
+
     /// The wire form: one JSON object and a newline.
     pub fn to_line(&self) -> String {
         let mut s = format!("{{\"EventType\":\"{}\"", self.event.as_str());
@@ -154,6 +200,14 @@ mod tests {
             Ack::error(AckError::MaxConnectionDurationReached, None).to_line(),
             "{\"EventType\":\"ERROR\",\"ErrorCode\":\"MAX_CONNECTION_DURATION_REACHED\",\"ErrorId\":4003}\n"
         );
+        for ack in [
+            Ack::idle(),
+            Ack::fragment(AckEvent::Persisted, 7, n.clone()),
+            Ack::error(AckError::ArchivalError, None),
+        ] {
+            assert_eq!(Ack::parse(&ack.to_line()), Ok(ack));
+        }
+        assert!(Ack::parse("{\"EventType\":\"NOPE\"}").is_err());
         let line = Ack::error(AckError::FragmentTimecodeLesserThanPrevious, Some((5, n))).to_line();
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["ErrorId"], 4004);

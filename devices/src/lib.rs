@@ -1,5 +1,11 @@
-//! The producer side: frames → MKV → PutMedia with ACK tracking, retries and disk buffering,
-//! and the `put`/`simulate` commands. It talks to a server only through the wire protocol, as a
-//! camera would.
+//! The producer side, talking to a server only through the wire protocol, as a camera would:
+//! [`Endpoint`] (plain or TLS, with a CA file), SigV4-signed JSON calls, and [`PutMedia`], a
+//! streaming upload that reads ACKs while it sends. Frames → MKV comes from
+//! `kinescope_media::mkv::ProducerWriter`. Retries, disk buffering and the `put`/`simulate`
+//! commands build on these.
 //!
 //! Dependency rule: never depends on server-side crates (`archive`, `ingest`, `playback`).
+
+mod client;
+
+pub use client::{DeviceError, Endpoint, PutMedia, PutMediaOptions};

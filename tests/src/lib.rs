@@ -1,4 +1,4 @@
-//! Kinescope's end-to-end tests live beside this crate, in `tests/e2e/`: they start the real
-//! `kinescope` binary on loopback and drive it with the real clients our users run (boto3 and the
-//! AWS CLI now; curl, ffmpeg, GStreamer and browsers as the data plane lands). `scripts/test`
-//! installs those clients and runs the suite after the Rust tests.
+//! Kinescope's end-to-end tests. They start the real `kinescope` binary on loopback and drive it
+//! with real clients: `tests/*.rs` with Kinescope's own producer client (`kinescope-devices`),
+//! `tests/e2e/` (Python) with boto3, the AWS CLI, curl, ffmpeg, GStreamer and PyAV.
+//! `scripts/test` builds the binary, installs those clients and runs both.

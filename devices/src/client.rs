@@ -1,0 +1,361 @@
+//! HTTP/1.1 over TCP or TLS, written by hand because PutMedia is full duplex (spec §3.2): the
+//! chunked request body goes out while the chunked ACK stream comes in, on one connection. JSON
+//! calls use the same connection code. Requests are signed with `kinescope_api::sigv4`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::{Buf, BytesMut};
+use http::{HeaderMap, HeaderValue};
+use kinescope_api::ack::Ack;
+use kinescope_api::sigv4::{Payload, Signer};
+use kinescope_api::{StreamName, Timestamp};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error("connection: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("endpoint '{0}' is not http(s)://host:port")]
+    BadEndpoint(String),
+    #[error("HTTP {status}: {body}")]
+    Status { status: u16, body: String },
+    #[error("malformed response: {0}")]
+    Protocol(String),
+}
+
+trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+
+/// A server to talk to.
+#[derive(Clone)]
+pub struct Endpoint {
+    host: String,
+    port: u16,
+    tls: Option<(
+        Arc<rustls::ClientConfig>,
+        rustls::pki_types::ServerName<'static>,
+    )>,
+    signer: Signer,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+impl Endpoint {
+    /// `url` is `http(s)://host:port`; `ca` is the PEM file to trust for https (the server's
+    /// generated `tls/ca.pem`, say).
+    pub fn new(url: &str, ca: Option<&Path>, signer: Signer) -> Result<Self, DeviceError> {
+        let bad = || DeviceError::BadEndpoint(url.to_owned());
+        let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
+        let (host, port) = rest
+            .trim_end_matches('/')
+            .rsplit_once(':')
+            .ok_or_else(bad)?;
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let tls = match scheme {
+            "http" => None,
+            "https" => {
+                use rustls::pki_types::pem::PemObject;
+                let mut roots = rustls::RootCertStore::empty();
+                let ca = ca.ok_or_else(|| DeviceError::Tls("https needs a CA file".into()))?;
+                for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca)
+                    .map_err(|e| DeviceError::Tls(e.to_string()))?
+                {
+                    roots
+                        .add(cert.map_err(|e| DeviceError::Tls(e.to_string()))?)
+                        .map_err(|e| DeviceError::Tls(e.to_string()))?;
+                }
+                let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+                let config = rustls::ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| DeviceError::Tls(e.to_string()))?
+                    .with_root_certificates(roots)
+                    .with_no_client_auth();
+                let name = rustls::pki_types::ServerName::try_from(host.clone())
+                    .map_err(|e| DeviceError::Tls(e.to_string()))?;
+                Some((Arc::new(config), name))
+            }
+            _ => return Err(bad()),
+        };
+        Ok(Self {
+            host,
+            port,
+            tls,
+            signer,
+        })
+    }
+
+    async fn connect(&self) -> Result<Box<dyn Io>, DeviceError> {
+        let tcp = TcpStream::connect((self.host.as_str(), self.port)).await?;
+        tcp.set_nodelay(true)?;
+        Ok(match &self.tls {
+            None => Box::new(tcp),
+            Some((config, name)) => {
+                let tls = tokio_rustls::TlsConnector::from(config.clone())
+                    .connect(name.clone(), tcp)
+                    .await?;
+                Box::new(tls)
+            }
+        })
+    }
+
+    fn host_header(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    /// A signed `POST path` with a JSON body; the response body when the status is 200.
+    pub async fn call(
+        &self,
+        path: &str,
+        json: &str,
+        now: Timestamp,
+    ) -> Result<String, DeviceError> {
+        let mut io = self.connect().await?;
+        let mut headers = HeaderMap::new();
+        headers.insert("host", header(&self.host_header())?);
+        headers.insert("content-type", HeaderValue::from_static("application/json"));
+        self.signer.sign(
+            "POST",
+            path,
+            None,
+            &mut headers,
+            Payload::Body(json.as_bytes()),
+            now,
+        );
+        let mut head = format!(
+            "POST {path} HTTP/1.1\r\ncontent-length: {}\r\nconnection: close\r\n",
+            json.len()
+        );
+        for (k, v) in &headers {
+            head.push_str(&format!("{k}: {}\r\n", v.to_str().unwrap_or_default()));
+        }
+        head.push_str("\r\n");
+        io.write_all(head.as_bytes()).await?;
+        io.write_all(json.as_bytes()).await?;
+        let mut raw = Vec::new();
+        io.read_to_end(&mut raw).await?;
+        let text = String::from_utf8_lossy(&raw);
+        let (head, body) = text
+            .split_once("\r\n\r\n")
+            .ok_or_else(|| DeviceError::Protocol("no header end".into()))?;
+        let status = status_of(head)?;
+        if status != 200 {
+            return Err(DeviceError::Status {
+                status,
+                body: body.to_owned(),
+            });
+        }
+        Ok(body.to_owned())
+    }
+}
+
+/// How an upload's timestamps are to be read (spec §3.1).
+#[derive(Debug, Clone)]
+pub struct PutMediaOptions {
+    pub stream: StreamName,
+    /// `x-amzn-fragment-timecode-type: ABSOLUTE` when true, else RELATIVE.
+    pub absolute: bool,
+    pub start: Timestamp,
+}
+
+/// A PutMedia upload in progress: send body chunks, receive ACKs as they come.
+pub struct PutMedia {
+    writer: WriteHalf<Box<dyn Io>>,
+    acks: mpsc::UnboundedReceiver<Result<Ack, DeviceError>>,
+}
+
+impl std::fmt::Debug for PutMedia {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PutMedia").finish_non_exhaustive()
+    }
+}
+
+impl PutMedia {
+    /// Opens the upload, signed as the KVS C producer signs it: `Host` without the port,
+    /// `connection` and `transfer-encoding` signed, the empty payload hash.
+    pub async fn start(
+        endpoint: &Endpoint,
+        options: &PutMediaOptions,
+        now: Timestamp,
+    ) -> Result<Self, DeviceError> {
+        let io = endpoint.connect().await?;
+        let mut headers = HeaderMap::new();
+        headers.insert("host", header(&endpoint.host)?);
+        headers.insert("connection", HeaderValue::from_static("keep-alive"));
+        headers.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        headers.insert(
+            "user-agent",
+            HeaderValue::from_static("kinescope-devices/0.1"),
+        );
+        headers.insert("x-amzn-stream-name", header(options.stream.as_str())?);
+        headers.insert(
+            "x-amzn-fragment-timecode-type",
+            HeaderValue::from_static(if options.absolute {
+                "ABSOLUTE"
+            } else {
+                "RELATIVE"
+            }),
+        );
+        let start = options.start.as_millis();
+        headers.insert(
+            "x-amzn-producer-start-timestamp",
+            header(&format!(
+                "{}.{:03}",
+                start.div_euclid(1000),
+                start.rem_euclid(1000)
+            ))?,
+        );
+        headers.insert(
+            "x-amzn-fragment-acknowledgment-required",
+            HeaderValue::from_static("1"),
+        );
+        endpoint.signer.sign(
+            "POST",
+            "/putMedia",
+            None,
+            &mut headers,
+            Payload::Streaming,
+            now,
+        );
+        let mut head = String::from("POST /putMedia HTTP/1.1\r\n");
+        for (k, v) in &headers {
+            head.push_str(&format!("{k}: {}\r\n", v.to_str().unwrap_or_default()));
+        }
+        head.push_str("\r\n");
+        let (reader, mut writer) = tokio::io::split(io);
+        writer.write_all(head.as_bytes()).await?;
+        writer.flush().await?;
+        let (tx, acks) = mpsc::unbounded_channel();
+        tokio::spawn(read_acks(reader, tx));
+        Ok(Self { writer, acks })
+    }
+
+    /// Sends one chunk of the MKV body.
+    pub async fn send(&mut self, chunk: &[u8]) -> Result<(), DeviceError> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        self.writer
+            .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .await?;
+        self.writer.write_all(chunk).await?;
+        self.writer.write_all(b"\r\n").await?;
+        self.writer.flush().await?;
+        Ok(())
+    }
+
+    /// The next ACK, or `None` when the response has ended.
+    pub async fn next_ack(&mut self) -> Option<Result<Ack, DeviceError>> {
+        self.acks.recv().await
+    }
+
+    /// Ends the body and returns the ACKs that follow until the response ends.
+    pub async fn finish(mut self) -> Result<Vec<Ack>, DeviceError> {
+        self.writer.write_all(b"0\r\n\r\n").await?;
+        self.writer.flush().await?;
+        let mut rest = Vec::new();
+        while let Some(ack) = self.acks.recv().await {
+            rest.push(ack?);
+        }
+        Ok(rest)
+    }
+}
+
+/// Reads the response: status (after any `100 Continue`), headers, then the chunked ACK lines.
+async fn read_acks(
+    mut reader: ReadHalf<Box<dyn Io>>,
+    tx: mpsc::UnboundedSender<Result<Ack, DeviceError>>,
+) {
+    let result: Result<(), DeviceError> = async {
+        let mut buf = BytesMut::with_capacity(8192);
+        loop {
+            let head = read_until(&mut reader, &mut buf, b"\r\n\r\n").await?;
+            let status = status_of(&String::from_utf8_lossy(&head))?;
+            if status == 100 {
+                continue;
+            }
+            if status != 200 {
+                let mut body = Vec::new();
+                reader.read_to_end(&mut body).await?;
+                return Err(DeviceError::Status {
+                    status,
+                    body: String::from_utf8_lossy(&[&buf[..], &body].concat()).into_owned(),
+                });
+            }
+            break;
+        }
+        let mut line = Vec::new();
+        loop {
+            let size_line = read_until(&mut reader, &mut buf, b"\r\n").await?;
+            let size = usize::from_str_radix(String::from_utf8_lossy(&size_line).trim(), 16)
+                .map_err(|_| DeviceError::Protocol("bad chunk size".into()))?;
+            if size == 0 {
+                return Ok(());
+            }
+            while buf.len() < size + 2 {
+                if reader.read_buf(&mut buf).await? == 0 {
+                    return Err(DeviceError::Protocol("response cut off".into()));
+                }
+            }
+            line.extend_from_slice(&buf[..size]);
+            buf.advance(size + 2);
+            while let Some(end) = line.iter().position(|&b| b == b'\n') {
+                let text: Vec<u8> = line.drain(..=end).collect();
+                let ack =
+                    Ack::parse(&String::from_utf8_lossy(&text)).map_err(DeviceError::Protocol)?;
+                if tx.send(Ok(ack)).is_err() {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    .await;
+    if let Err(e) = result {
+        let _ = tx.send(Err(e));
+    }
+}
+
+/// Reads up to and including `delimiter`; returns what came before it.
+async fn read_until<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut BytesMut,
+    delimiter: &[u8],
+) -> Result<Vec<u8>, DeviceError> {
+    loop {
+        if let Some(i) = buf.windows(delimiter.len()).position(|w| w == delimiter) {
+            let out = buf[..i].to_vec();
+            buf.advance(i + delimiter.len());
+            return Ok(out);
+        }
+        if reader.read_buf(buf).await? == 0 {
+            return Err(DeviceError::Protocol("connection closed".into()));
+        }
+    }
+}
+
+fn status_of(head: &str) -> Result<u16, DeviceError> {
+    head.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| DeviceError::Protocol(format!("bad status line in {head:?}")))
+}
+
+fn header(v: &str) -> Result<HeaderValue, DeviceError> {
+    HeaderValue::from_str(v).map_err(|_| DeviceError::Protocol(format!("bad header value {v:?}")))
+}
