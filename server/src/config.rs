@@ -24,6 +24,38 @@ pub struct Cli {
 pub enum Command {
     /// Run the server: control plane, ingest and playback on one listener.
     Serve(ServeArgs),
+    /// Run N synthetic cameras uploading to a server (load tests).
+    Simulate(SimulateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// The server, e.g. https://127.0.0.1:8443.
+    #[arg(long)]
+    pub endpoint: String,
+    /// CA file to trust for https.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    #[arg(long, env = "AWS_ACCESS_KEY_ID")]
+    pub access_key: String,
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub secret_key: String,
+    #[arg(long, default_value = "us-west-2")]
+    pub region: String,
+    #[arg(long, default_value_t = 10)]
+    pub streams: usize,
+    /// Stream names are PREFIX-INDEX.
+    #[arg(long, default_value = "sim")]
+    pub prefix: String,
+    /// Bits per second per stream.
+    #[arg(long, default_value_t = 2_000_000)]
+    pub bitrate: u64,
+    #[arg(long, default_value_t = 1000)]
+    pub fragment_ms: u64,
+    #[arg(long, default_value_t = 25)]
+    pub fps: u32,
+    #[arg(long, default_value_t = 30)]
+    pub duration_secs: u64,
 }
 
 #[derive(Debug, Default, Args)]
@@ -363,7 +395,9 @@ mod tests {
 
     fn parse(args: &[&str]) -> ServeArgs {
         let cli = Cli::try_parse_from(["kinescope", "serve"].iter().chain(args)).unwrap();
-        let Command::Serve(a) = cli.command;
+        let Command::Serve(a) = cli.command else {
+            panic!("serve")
+        };
         a
     }
 

@@ -28,7 +28,10 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let Command::Serve(args) = cli.command;
+    let args = match cli.command {
+        Command::Serve(args) => args,
+        Command::Simulate(args) => return simulate(args),
+    };
     let config = match Config::resolve(args) {
         Ok(c) => c,
         Err(e) => {
@@ -52,5 +55,59 @@ fn main() -> ExitCode {
             eprintln!("kinescope: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `kinescope simulate`: N synthetic cameras against a server; prints what they saw.
+fn simulate(args: config::SimulateArgs) -> ExitCode {
+    use kinescope_api::sigv4::Signer;
+    use kinescope_devices::{Endpoint, Simulation};
+    let signer = Signer {
+        access_key: args.access_key,
+        secret: args.secret_key,
+        region: args.region,
+    };
+    let endpoint = match Endpoint::new(&args.endpoint, args.ca.as_deref(), signer) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("kinescope simulate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let sim = Simulation {
+        streams: args.streams,
+        prefix: args.prefix,
+        bitrate_bps: args.bitrate,
+        fragment: std::time::Duration::from_millis(args.fragment_ms),
+        fps: args.fps,
+        duration: std::time::Duration::from_secs(args.duration_secs),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let now = || {
+        use kinescope_archive::Clock;
+        kinescope_archive::SystemClock.now()
+    };
+    let report = runtime.block_on(kinescope_devices::simulate(endpoint, sim, now));
+    let ms = |d: Option<std::time::Duration>| {
+        d.map_or("-".into(), |d| format!("{:.1}", d.as_secs_f64() * 1e3))
+    };
+    println!("fragments PERSISTED: {}", report.fragments_persisted);
+    println!(
+        "PERSISTED latency from the fragment's last byte: p50 {} ms, p99 {} ms, max {} ms",
+        ms(report.percentile(0.5)),
+        ms(report.percentile(0.99)),
+        ms(report.percentile(1.0))
+    );
+    println!("errors: {}", report.errors.len());
+    for e in report.errors.iter().take(5) {
+        println!("  {e}");
+    }
+    if report.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }

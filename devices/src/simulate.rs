@@ -1,0 +1,175 @@
+//! `kinescope simulate`: N synthetic cameras uploading at once, for load tests (DESIGN.md
+//! convention 11). Each device makes its stream (if needed), then sends one known-size Cluster
+//! per fragment duration, its frames paced in real time, and measures the time from the last
+//! byte of each fragment to its PERSISTED ACK.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kinescope_api::ack::AckEvent;
+use kinescope_api::{StreamName, Timestamp};
+use kinescope_media::mkv::{Frame, ProducerWriter, Track, TrackType};
+use tokio::sync::Mutex;
+
+use crate::{DeviceError, Endpoint, PutMedia, PutMediaOptions};
+
+#[derive(Debug, Clone)]
+pub struct Simulation {
+    pub streams: usize,
+    /// Stream names are `{prefix}-{index}`.
+    pub prefix: String,
+    pub bitrate_bps: u64,
+    pub fragment: Duration,
+    pub fps: u32,
+    pub duration: Duration,
+}
+
+/// What the devices saw.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub fragments_persisted: usize,
+    pub errors: Vec<String>,
+    /// Last byte of a fragment sent → its PERSISTED ACK received, sorted.
+    pub persist_latencies: Vec<Duration>,
+}
+
+impl Report {
+    pub fn percentile(&self, p: f64) -> Option<Duration> {
+        let v = &self.persist_latencies;
+        (!v.is_empty()).then(|| v[((v.len() as f64 * p) as usize).min(v.len() - 1)])
+    }
+}
+
+/// Runs the simulation; `now` is the wall clock (the signing time).
+pub async fn simulate(endpoint: Endpoint, sim: Simulation, now: fn() -> Timestamp) -> Report {
+    let report = Arc::new(Mutex::new(Report::default()));
+    let mut tasks = Vec::new();
+    for i in 0..sim.streams {
+        let (endpoint, sim, report) = (endpoint.clone(), sim.clone(), report.clone());
+        tasks.push(tokio::spawn(async move {
+            // Spread the starts over one fragment so that fragments do not all end together.
+            tokio::time::sleep(sim.fragment.mul_f64(i as f64 / sim.streams.max(1) as f64)).await;
+            if let Err(e) = device(&endpoint, &sim, i, now, &report).await {
+                report.lock().await.errors.push(format!("device {i}: {e}"));
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let mut report = Arc::try_unwrap(report)
+        .map(Mutex::into_inner)
+        .unwrap_or_default();
+    report.persist_latencies.sort();
+    report
+}
+
+async fn device(
+    endpoint: &Endpoint,
+    sim: &Simulation,
+    index: usize,
+    now: fn() -> Timestamp,
+    report: &Mutex<Report>,
+) -> Result<(), DeviceError> {
+    let stream = StreamName::parse(&format!("{}-{index}", sim.prefix))
+        .map_err(|e| DeviceError::Protocol(e.message))?;
+    let body = format!(r#"{{"StreamName":"{stream}","DataRetentionInHours":1}}"#);
+    match endpoint.call("/createStream", &body, now()).await {
+        Ok(_) => {}
+        Err(DeviceError::Status { status: 400, body }) if body.contains("already exists") => {}
+        Err(e) => return Err(e),
+    }
+    let track = Track {
+        number: 1,
+        uid: 1,
+        track_type: TrackType::Video,
+        codec_id: "V_MPEG4/ISO/AVC".into(),
+        width: Some(1280),
+        height: Some(720),
+        ..Track::default()
+    };
+    let writer = ProducerWriter::new(vec![track], 1_000_000);
+    let frame_bytes = (sim.bitrate_bps / 8 / u64::from(sim.fps)) as usize;
+    let payload = Bytes::from(vec![0x42u8; frame_bytes]);
+    let frame_ms = 1000 / i64::from(sim.fps);
+    let frames_per_fragment = (sim.fragment.as_millis() as i64 / frame_ms).max(1);
+
+    let mut upload = PutMedia::start(
+        endpoint,
+        &PutMediaOptions {
+            stream,
+            absolute: false,
+            start: now(),
+        },
+        now(),
+    )
+    .await?;
+    upload.send(&writer.header()).await?;
+    let started = Instant::now();
+    let mut sent_at: Vec<(u64, Instant)> = Vec::new();
+    let mut fragment = 0i64;
+    while started.elapsed() < sim.duration {
+        let first = fragment * frames_per_fragment * frame_ms;
+        let frames: Vec<Frame> = (0..frames_per_fragment)
+            .map(|k| Frame {
+                track: 1,
+                timecode: first + k * frame_ms,
+                key: k == 0,
+                data: payload.clone(),
+            })
+            .collect();
+        let parts = writer.cluster(&frames);
+        // Cluster header, Timecode, then each block (head + payload) at its frame time.
+        upload
+            .send(&[&parts[0][..], &parts[1][..]].concat())
+            .await?;
+        for (k, pair) in parts[2..].chunks(2).enumerate() {
+            let due = started + Duration::from_millis((first + k as i64 * frame_ms) as u64);
+            tokio::time::sleep_until(due.into()).await;
+            upload.send(&[&pair[0][..], &pair[1][..]].concat()).await?;
+            drain(&mut upload, &mut sent_at, report).await?;
+        }
+        sent_at.push((first as u64, Instant::now()));
+        fragment += 1;
+    }
+    for ack in upload.finish().await? {
+        record(&ack, &mut sent_at, report).await;
+    }
+    Ok(())
+}
+
+/// Takes the ACKs that have arrived, without waiting.
+async fn drain(
+    upload: &mut PutMedia,
+    sent_at: &mut Vec<(u64, Instant)>,
+    report: &Mutex<Report>,
+) -> Result<(), DeviceError> {
+    while let Ok(Some(ack)) = tokio::time::timeout(Duration::ZERO, upload.next_ack()).await {
+        record(&ack?, sent_at, report).await;
+    }
+    Ok(())
+}
+
+async fn record(
+    ack: &kinescope_api::ack::Ack,
+    sent_at: &mut Vec<(u64, Instant)>,
+    report: &Mutex<Report>,
+) {
+    match (ack.event, &ack.fragment) {
+        (AckEvent::Persisted, Some((tc, _))) => {
+            if let Some(i) = sent_at.iter().position(|(t, _)| t == tc) {
+                let (_, at) = sent_at.swap_remove(i);
+                let mut r = report.lock().await;
+                r.fragments_persisted += 1;
+                r.persist_latencies.push(at.elapsed());
+            }
+        }
+        (AckEvent::Error, _) => report
+            .lock()
+            .await
+            .errors
+            .push(format!("ERROR ACK: {}", ack.to_line().trim())),
+        _ => {}
+    }
+}
