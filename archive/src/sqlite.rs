@@ -33,10 +33,23 @@ use crate::{Catalog, CatalogError, StreamRecord};
 const STREAM_COLUMNS: &str = "id, name, arn, device_name, media_type, kms_key_id, version, \
      status, creation_time_ms, data_retention_hours, storage_tier";
 
+/// A fragment row on its way to the group committer, and where its outcome goes.
+type PendingRow = (
+    FragmentRow,
+    tokio::sync::oneshot::Sender<Result<(), CatalogError>>,
+);
+
+/// Most fragment rows committed in one transaction.
+const GROUP_COMMIT_MAX: usize = 256;
+
 /// The SQLite catalog.
 #[derive(Debug)]
 pub struct SqliteCatalog {
     pool: SqlitePool,
+    /// Fragment rows go through one task that commits whatever has queued up in one
+    /// transaction: one fsync for many fragments (group commit), each row still durable before
+    /// its `add_fragment` returns.
+    fragments: tokio::sync::mpsc::Sender<PendingRow>,
     streams: RwLock<Streams>,
     /// Held across each mutation and its update of `streams`.
     write: tokio::sync::Mutex<()>,
@@ -112,10 +125,13 @@ impl SqliteCatalog {
         for row in &rows {
             streams.insert(stream_from_row(row)?);
         }
+        let (fragments, queue) = tokio::sync::mpsc::channel(4 * GROUP_COMMIT_MAX);
+        tokio::spawn(group_commit(pool.clone(), queue));
         Ok(Self {
             pool,
             streams: RwLock::new(streams),
             write: tokio::sync::Mutex::new(()),
+            fragments,
         })
     }
 
@@ -160,6 +176,74 @@ impl SqliteCatalog {
     async fn begin_write(&self) -> Result<Transaction<'_, Sqlite>, CatalogError> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
+}
+
+/// Commits queued fragment rows, as many per transaction as have queued up. A row that fails
+/// (its stream was deleted) fails alone; the others commit.
+async fn group_commit(pool: SqlitePool, mut queue: tokio::sync::mpsc::Receiver<PendingRow>) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < GROUP_COMMIT_MAX {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let outcome: Result<Vec<Result<(), CatalogError>>, sqlx::Error> = async {
+            let mut tx = pool.begin().await?;
+            let mut results = Vec::with_capacity(batch.len());
+            for (row, _) in &batch {
+                results.push(
+                    insert_fragment(&mut tx, row)
+                        .await
+                        .map_err(|e| missing_stream(e, row.stream)),
+                );
+            }
+            tx.commit().await?;
+            Ok(results)
+        }
+        .await;
+        match outcome {
+            Ok(results) => {
+                for ((_, reply), result) in batch.into_iter().zip(results) {
+                    let _ = reply.send(result);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, rows = batch.len(), "committing fragment rows failed");
+                for (_, reply) in batch {
+                    let _ = reply.send(Err(CatalogError::Database(sqlx::Error::Protocol(
+                        e.to_string(),
+                    ))));
+                }
+            }
+        }
+    }
+}
+
+async fn insert_fragment(
+    tx: &mut Transaction<'_, Sqlite>,
+    f: &FragmentRow,
+) -> Result<(), sqlx::Error> {
+    let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    sqlx::query(
+        "INSERT INTO fragments (fragment_number, stream_id, producer_ts_ms, server_ts_ms, \
+         duration_ms, size_bytes, object_key, object_offset, object_length, header_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(f.number.as_str())
+    .bind(f.stream.0)
+    .bind(f.producer_timestamp.as_millis())
+    .bind(f.server_timestamp.as_millis())
+    .bind(int(f.duration_ms))
+    .bind(int(f.size))
+    .bind(&f.object_key)
+    .bind(int(f.offset))
+    .bind(int(f.length))
+    .bind(f.header_id)
+    .execute(&mut **tx)
+    .await
+    .map(|_| ())
 }
 
 /// A foreign-key failure on a stream id: the stream was deleted meanwhile.
@@ -509,26 +593,13 @@ impl Catalog for SqliteCatalog {
     }
 
     async fn add_fragment(&self, f: &FragmentRow) -> Result<(), CatalogError> {
-        let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        sqlx::query(
-            "INSERT INTO fragments (fragment_number, stream_id, producer_ts_ms, server_ts_ms, \
-             duration_ms, size_bytes, object_key, object_offset, object_length, header_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(f.number.as_str())
-        .bind(f.stream.0)
-        .bind(f.producer_timestamp.as_millis())
-        .bind(f.server_timestamp.as_millis())
-        .bind(int(f.duration_ms))
-        .bind(int(f.size))
-        .bind(&f.object_key)
-        .bind(int(f.offset))
-        .bind(int(f.length))
-        .bind(f.header_id)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| missing_stream(e, f.stream))?;
-        Ok(())
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let gone = || CatalogError::Database(sqlx::Error::PoolClosed);
+        self.fragments
+            .send((f.clone(), reply))
+            .await
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
     }
 
     async fn last_fragment_number(&self) -> Result<Option<FragmentNumber>, CatalogError> {
