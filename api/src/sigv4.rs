@@ -186,63 +186,51 @@ impl Signer {
         payload: Payload<'_>,
         now: Timestamp,
     ) {
-        sign(method, path, query, headers, payload, self, now);
+        let (access_key, secret, region) = (&self.access_key, &self.secret, self.region.as_str());
+        let amz_date = civil::amz_date(now);
+        headers.insert(
+            "x-amz-date",
+            HeaderValue::from_str(&amz_date).expect("ASCII"),
+        );
+        let mut names: Vec<String> = headers
+            .keys()
+            .map(|k| k.as_str().to_owned())
+            .filter(|k| k != "authorization")
+            .collect();
+        names.sort();
+        names.dedup();
+        let signed: Vec<&str> = names.iter().map(String::as_str).collect();
+        let payload_hash = match (header_str(headers, "x-amz-content-sha256"), payload) {
+            (Some(h), _) => h.to_owned(),
+            (None, Payload::Body(b)) => hex(digest::digest(&digest::SHA256, b).as_ref()),
+            (None, Payload::Streaming) => EMPTY_PAYLOAD_SHA256.to_owned(),
+        };
+        let req = Request {
+            method,
+            path,
+            query,
+            headers,
+            payload,
+        };
+        let canonical = canonical_request(&req, &signed, &payload_hash)
+            .expect("every signed header is present");
+        let date = &amz_date[..8];
+        let scope = format!("{date}/{region}/{SERVICE}/aws4_request");
+        let string_to_sign = format!(
+            "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
+            hex(digest::digest(&digest::SHA256, &canonical).as_ref())
+        );
+        let key = signing_key(secret, date, region, SERVICE);
+        let signature = hex(hmac::sign(&key, string_to_sign.as_bytes()).as_ref());
+        let auth = format!(
+            "AWS4-HMAC-SHA256 Credential={access_key}/{scope}, SignedHeaders={}, Signature={signature}",
+            signed.join(";")
+        );
+        headers.insert(
+            HeaderName::from_static("authorization"),
+            HeaderValue::from_str(&auth).expect("ASCII"),
+        );
     }
-}
-
-fn sign(
-    method: &str,
-    path: &str,
-    query: Option<&str>,
-    headers: &mut HeaderMap,
-    payload: Payload<'_>,
-    signer: &Signer,
-    now: Timestamp,
-) {
-    let (access_key, secret, region) = (&signer.access_key, &signer.secret, signer.region.as_str());
-    let amz_date = civil::amz_date(now);
-    headers.insert(
-        "x-amz-date",
-        HeaderValue::from_str(&amz_date).expect("ASCII"),
-    );
-    let mut names: Vec<String> = headers
-        .keys()
-        .map(|k| k.as_str().to_owned())
-        .filter(|k| k != "authorization")
-        .collect();
-    names.sort();
-    names.dedup();
-    let signed: Vec<&str> = names.iter().map(String::as_str).collect();
-    let payload_hash = match (header_str(headers, "x-amz-content-sha256"), payload) {
-        (Some(h), _) => h.to_owned(),
-        (None, Payload::Body(b)) => hex(digest::digest(&digest::SHA256, b).as_ref()),
-        (None, Payload::Streaming) => EMPTY_PAYLOAD_SHA256.to_owned(),
-    };
-    let req = Request {
-        method,
-        path,
-        query,
-        headers,
-        payload,
-    };
-    let canonical =
-        canonical_request(&req, &signed, &payload_hash).expect("every signed header is present");
-    let date = &amz_date[..8];
-    let scope = format!("{date}/{region}/{SERVICE}/aws4_request");
-    let string_to_sign = format!(
-        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
-        hex(digest::digest(&digest::SHA256, &canonical).as_ref())
-    );
-    let key = signing_key(secret, date, region, SERVICE);
-    let signature = hex(hmac::sign(&key, string_to_sign.as_bytes()).as_ref());
-    let auth = format!(
-        "AWS4-HMAC-SHA256 Credential={access_key}/{scope}, SignedHeaders={}, Signature={signature}",
-        signed.join(";")
-    );
-    headers.insert(
-        HeaderName::from_static("authorization"),
-        HeaderValue::from_str(&auth).expect("ASCII"),
-    );
 }
 
 /// The parsed `Authorization: AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...`.

@@ -186,7 +186,4 @@ pub trait Catalog: Send + Sync + fmt::Debug {
 
     /// The stored header bytes of `add_track_header`.
     async fn track_header(&self, id: i64) -> Result<Vec<u8>, CatalogError>;
-
-    /// The fragments of a stream in fragment-number order (what ingest has persisted).
-    async fn fragments(&self, stream: StreamId) -> Result<Vec<FragmentRow>, CatalogError>;
 }

@@ -623,17 +623,6 @@ impl Catalog for SqliteCatalog {
         Ok(max.map(Timestamp::from_millis))
     }
 
-    async fn fragments(&self, stream: StreamId) -> Result<Vec<FragmentRow>, CatalogError> {
-        let sql = format!(
-            "SELECT {FRAGMENT_COLUMNS} FROM fragments WHERE stream_id = $1 ORDER BY fragment_number"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(stream.0)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(|r| fragment_from_row(r, stream)).collect()
-    }
-
     async fn list_fragments(
         &self,
         stream: StreamId,

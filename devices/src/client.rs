@@ -248,13 +248,22 @@ impl PutMedia {
 
     /// Sends one chunk of the MKV body.
     pub async fn send(&mut self, chunk: &[u8]) -> Result<(), DeviceError> {
-        if chunk.is_empty() {
+        self.send_parts(&[chunk]).await
+    }
+
+    /// Sends `parts` as one HTTP chunk, without joining them first (a block header and its
+    /// payload, say).
+    pub async fn send_parts(&mut self, parts: &[&[u8]]) -> Result<(), DeviceError> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len == 0 {
             return Ok(());
         }
         self.writer
-            .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .write_all(format!("{len:x}\r\n").as_bytes())
             .await?;
-        self.writer.write_all(chunk).await?;
+        for p in parts {
+            self.writer.write_all(p).await?;
+        }
         self.writer.write_all(b"\r\n").await?;
         self.writer.flush().await?;
         Ok(())

@@ -121,13 +121,11 @@ async fn device(
             .collect();
         let parts = writer.cluster(&frames);
         // Cluster header, Timecode, then each block (head + payload) at its frame time.
-        upload
-            .send(&[&parts[0][..], &parts[1][..]].concat())
-            .await?;
+        upload.send_parts(&[&parts[0], &parts[1]]).await?;
         for (k, pair) in parts[2..].chunks(2).enumerate() {
             let due = started + Duration::from_millis((first + k as i64 * frame_ms) as u64);
             tokio::time::sleep_until(due.into()).await;
-            upload.send(&[&pair[0][..], &pair[1][..]].concat()).await?;
+            upload.send_parts(&[&pair[0], &pair[1]]).await?;
             drain(&mut upload, &mut sent_at, report).await?;
         }
         sent_at.push((first as u64, Instant::now()));

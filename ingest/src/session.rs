@@ -27,9 +27,6 @@ pub struct SessionConfig {
     pub limits: Limits,
     /// User metadata tags per fragment (spec §3.4: 10).
     pub max_user_tags: usize,
-    /// Producer timestamp of the stream's latest fragment before this session (for 4004 across
-    /// connections).
-    pub previous_producer_timestamp: Option<Timestamp>,
 }
 
 /// A complete fragment for the shell to persist.
@@ -104,13 +101,16 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
+    /// `previous` is the producer timestamp of the stream's latest fragment before this
+    /// session, if any: a fragment before it is refused (4004) on a new connection too.
     pub fn new(
         config: SessionConfig,
+        previous: Option<Timestamp>,
         next_number: Box<dyn FnMut(Timestamp) -> FragmentNumber + Send>,
     ) -> Self {
         Self {
             reader: MkvReader::new(config.limits),
-            last_producer_timestamp: config.previous_producer_timestamp,
+            last_producer_timestamp: previous,
             config,
             next_number,
             arrivals: VecDeque::new(),
@@ -312,12 +312,27 @@ mod tests {
                 start_timestamp: start.map(Timestamp::from_millis),
                 limits: Limits::default(),
                 max_user_tags: 10,
-                previous_producer_timestamp: None,
             },
+            None,
             Box::new(move |_| {
                 n += 1;
                 FragmentNumber::parse(&format!("{n:020}")).unwrap()
             }),
+        )
+    }
+
+    /// A RELATIVE session starting at t=1000 ms whose fragments are all numbered 7.
+    fn relative_from_1000(limits: Limits, previous: Option<Timestamp>) -> Session {
+        let config = SessionConfig {
+            timecode_type: TimecodeType::Relative,
+            start_timestamp: Some(Timestamp::from_millis(1000)),
+            limits,
+            max_user_tags: 10,
+        };
+        Session::new(
+            config,
+            previous,
+            Box::new(|_| FragmentNumber::parse("7").unwrap()),
         )
     }
 
@@ -457,16 +472,7 @@ mod tests {
         ));
 
         // A stream whose last fragment is later than this upload's first: 4004, about that fragment.
-        let mut s = Session::new(
-            SessionConfig {
-                timecode_type: TimecodeType::Relative,
-                start_timestamp: Some(Timestamp::from_millis(1000)),
-                limits: Limits::default(),
-                max_user_tags: 10,
-                previous_producer_timestamp: Some(Timestamp::from_millis(5000)),
-            },
-            Box::new(|_| FragmentNumber::parse("7").unwrap()),
-        );
+        let mut s = relative_from_1000(Limits::default(), Some(Timestamp::from_millis(5000)));
         let out = run(
             &mut s,
             &fixture("producer-c-1.6.4_h264_aac_putmedia.mkv"),
@@ -491,19 +497,11 @@ mod tests {
         assert!(!out.iter().any(|o| matches!(o, Output::Persist(_))));
 
         // An oversize fragment: 4001.
-        let mut s = Session::new(
-            SessionConfig {
-                timecode_type: TimecodeType::Relative,
-                start_timestamp: Some(Timestamp::from_millis(1000)),
-                limits: Limits {
-                    max_fragment_size: 10_000,
-                    ..Limits::default()
-                },
-                max_user_tags: 10,
-                previous_producer_timestamp: None,
-            },
-            Box::new(|_| FragmentNumber::parse("7").unwrap()),
-        );
+        let limits = Limits {
+            max_fragment_size: 10_000,
+            ..Limits::default()
+        };
+        let mut s = relative_from_1000(limits, None);
         let out = run(&mut s, &fixture("kvssink-3.6.0_h264_putmedia.mkv"), 65536);
         let last = out
             .iter()

@@ -55,13 +55,13 @@ where
         }),
     };
     let mut writer = u.writers.register(u.stream.id, stored);
-    let mut config = u.session.clone();
-    config.previous_producer_timestamp = writer.previous;
     let numbers = u.archive.clone();
     let mut session = Session::new(
-        config,
+        u.session.clone(),
+        writer.previous,
         Box::new(move |now| numbers.next_fragment_number(now)),
     );
+    let mut recorded = writer.previous;
     let mut superseded = false;
     let mut shell = Shell {
         u: &u,
@@ -144,8 +144,12 @@ where
                 break;
             }
         }
-        if let Some(t) = session.last_producer_timestamp() {
-            writer.record(t);
+        // Tell later writers only when it moved (not on every body chunk).
+        if session.last_producer_timestamp() != recorded {
+            recorded = session.last_producer_timestamp();
+            if let Some(t) = recorded {
+                writer.record(t);
+            }
         }
         if !open || session.failed() || body_done {
             break;

@@ -37,13 +37,7 @@ fn read(data: &Bytes) -> (Vec<TrackHeader>, Vec<Fragment>, Vec<Event>) {
     }
     let headers = events
         .iter()
-        .filter_map(|e| {
-            if let Event::TrackHeader(h) = e {
-                Some(h.clone())
-            } else {
-                None
-            }
-        })
+        .filter_map(|e| e.track_header().cloned())
         .collect();
     let fragments = events
         .iter()
@@ -203,16 +197,7 @@ fn gstreamer_streamable_mkv_video_and_audio() {
         // GStreamer writes Tags before the first Cluster: reported as tags, and kept in the
         // replayed header.
         assert!(matches!(events.first(), Some(Event::Tags { .. })), "{name}");
-        let h = events
-            .iter()
-            .find_map(|e| {
-                if let Event::TrackHeader(h) = e {
-                    Some(h)
-                } else {
-                    None
-                }
-            })
-            .unwrap();
+        let h = events.iter().find_map(Event::track_header).unwrap();
         assert!(h.segment_header.iter().map(|b| b.len()).sum::<usize>() > 0);
         assert_eq!(h.tracks.len(), if name == "av.mkv" { 2 } else { 1 });
     }

@@ -200,10 +200,8 @@ impl State {
                     .list_fragments(id, *kind, *t, Timestamp::from_millis(i64::MAX), None, 1)
                     .await?;
                 match first.into_iter().next() {
-                    Some(row) => {
-                        // Everything after it follows in fragment order.
-                        self.last = Some(predecessor(&row.number));
-                    }
+                    // It goes first; catch-up continues after it in fragment order.
+                    Some(row) => self.queue.push_back(Item::Stored(row)),
                     None => {
                         // Nothing that late yet: only what arrives from now on.
                         self.last = catalog
@@ -266,40 +264,5 @@ impl State {
         self.pending = parts;
         self.done = true;
         Some((first, Some(self)))
-    }
-}
-
-/// The fixed-width number just below `n` (so that "after it" includes `n`).
-fn predecessor(n: &FragmentNumber) -> FragmentNumber {
-    let digits: Vec<u8> = n.as_str().bytes().collect();
-    let mut out = digits.clone();
-    for i in (0..out.len()).rev() {
-        if out[i] > b'0' {
-            out[i] -= 1;
-            break;
-        }
-        out[i] = b'9';
-    }
-    if digits.iter().all(|&d| d == b'0') {
-        return n.clone();
-    }
-    FragmentNumber::parse(std::str::from_utf8(&out).expect("digits")).expect("digits")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn predecessors_keep_the_width() {
-        let p = |s: &str| {
-            predecessor(&FragmentNumber::parse(s).unwrap())
-                .as_str()
-                .to_owned()
-        };
-        assert_eq!(p("0100"), "0099");
-        assert_eq!(p("01795777251620000000"), "01795777251619999999");
-        assert_eq!(p("0001"), "0000");
-        assert_eq!(p("0000"), "0000");
     }
 }

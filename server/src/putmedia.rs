@@ -75,7 +75,6 @@ pub async fn put_media(
             start_timestamp,
             limits: Limits::default(),
             max_user_tags: 10,
-            previous_producer_timestamp: None,
         },
         writers: app.writers.clone(),
         idle_ack_every: Duration::from_secs(3).min(app.ingest_idle_limit / 2),

@@ -133,13 +133,7 @@ mod tests {
         ] {
             let data = fixture(name);
             let (events, _) = read_chunked(&data, &[65536], Limits::default());
-            for f in events.iter().filter_map(|e| {
-                if let Event::Fragment(f) = e {
-                    Some(f)
-                } else {
-                    None
-                }
-            }) {
+            for f in events.iter().filter_map(Event::fragment) {
                 let frames = cluster_frames(&f.bytes).unwrap();
                 assert_eq!(frames.len() as u32, f.frame_count(), "{name}");
                 let keys: Vec<(u64, i64)> = frames

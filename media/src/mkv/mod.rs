@@ -181,6 +181,34 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// The fragment, if this is one.
+    pub fn fragment(&self) -> Option<&Fragment> {
+        if let Self::Fragment(f) = self {
+            Some(f)
+        } else {
+            None
+        }
+    }
+
+    pub fn into_fragment(self) -> Option<Fragment> {
+        if let Self::Fragment(f) = self {
+            Some(f)
+        } else {
+            None
+        }
+    }
+
+    /// The track header, if this is one.
+    pub fn track_header(&self) -> Option<&TrackHeader> {
+        if let Self::TrackHeader(h) = self {
+            Some(h)
+        } else {
+            None
+        }
+    }
+}
+
 /// Why the input is not acceptable MKV. Each carries the offset of the offending element.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MkvError {

@@ -157,16 +157,7 @@ fn every_fixture_matches_the_independent_parser() {
     for name in FIXTURES {
         let data = fixture(name);
         let (events, error) = read_all(&data);
-        let fragments: Vec<&Fragment> = events
-            .iter()
-            .filter_map(|e| {
-                if let Event::Fragment(f) = e {
-                    Some(f)
-                } else {
-                    None
-                }
-            })
-            .collect();
+        let fragments: Vec<&Fragment> = events.iter().filter_map(Event::fragment).collect();
         let mut expected = oracle(&data);
         if *name == "output-get-media-equal-timecode.mkv" {
             // Cut off inside the second fragment: reported, and the cut fragment not emitted.
@@ -637,16 +628,7 @@ fn block_groups_and_lacing_count_frames() {
     let data = doc(&cluster(100, &[simple_block(1, 0, true, 3), group, laced]));
     let (events, error) = read_all(&data);
     assert_eq!(error, None);
-    let f = events
-        .iter()
-        .find_map(|e| {
-            if let Event::Fragment(f) = e {
-                Some(f)
-            } else {
-                None
-            }
-        })
-        .unwrap();
+    let f = events.iter().find_map(Event::fragment).unwrap();
     assert_eq!(f.frames[&1], 5);
     assert_eq!((f.first_frame, f.last_frame), (100, 120));
     assert_eq!(

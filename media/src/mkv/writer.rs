@@ -374,23 +374,11 @@ mod tests {
         let (events, _) = read_chunked(&data, &[65536], Limits::default());
         let header = events
             .iter()
-            .find_map(|e| {
-                if let Event::TrackHeader(h) = e {
-                    Some(h.clone())
-                } else {
-                    None
-                }
-            })
+            .find_map(|e| e.track_header().cloned())
             .unwrap();
         let fragments = events
             .into_iter()
-            .filter_map(|e| {
-                if let Event::Fragment(f) = e {
-                    Some(f)
-                } else {
-                    None
-                }
-            })
+            .filter_map(Event::into_fragment)
             .collect();
         (header, fragments)
     }
@@ -707,16 +695,7 @@ mod tests {
             .chain(w.clusters(&frames))
             .collect();
         let events = parse(&parts);
-        let fragments: Vec<&Fragment> = events
-            .iter()
-            .filter_map(|e| {
-                if let Event::Fragment(f) = e {
-                    Some(f)
-                } else {
-                    None
-                }
-            })
-            .collect();
+        let fragments: Vec<&Fragment> = events.iter().filter_map(Event::fragment).collect();
         assert_eq!(fragments.len(), 3);
         assert!(fragments.iter().all(|f| {
             f.key_frames
@@ -744,7 +723,7 @@ mod tests {
             let events = parse(&parts);
             let Event::TrackHeader(h) = &events[0] else { panic!() };
             prop_assert_eq!(&h.tracks, &tracks);
-            let f = events.iter().find_map(|e| if let Event::Fragment(f) = e { Some(f) } else { None }).unwrap();
+            let f = events.iter().find_map(Event::fragment).unwrap();
             prop_assert_eq!(f.timecode as i64, frames[0].timecode);
             prop_assert_eq!(f.frame_count() as usize, frames.len());
             prop_assert_eq!(f.first_frame, frames.first().unwrap().timecode);
