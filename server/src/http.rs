@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRequest, Request, State};
+use axum::extract::{FromRequest, MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -29,90 +29,30 @@ pub const MAX_JSON_BODY: usize = 1 << 20;
 
 /// Operations of the KVS models that Kinescope does not serve yet, by path. Each answers
 /// `NotImplementedException` (HTTP 501), listed in the README's feature table.
-const NOT_YET: &[(&str, &str)] = &[
-    ("/getHLSStreamingSessionURL", "GetHLSStreamingSessionURL"),
-    ("/getDASHStreamingSessionURL", "GetDASHStreamingSessionURL"),
-    ("/getClip", "GetClip"),
-    ("/getImages", "GetImages"),
-    ("/createSignalingChannel", "CreateSignalingChannel"),
-    ("/deleteSignalingChannel", "DeleteSignalingChannel"),
-    ("/describeSignalingChannel", "DescribeSignalingChannel"),
-    (
-        "/getSignalingChannelEndpoint",
-        "GetSignalingChannelEndpoint",
-    ),
-    ("/listSignalingChannels", "ListSignalingChannels"),
-    ("/updateSignalingChannel", "UpdateSignalingChannel"),
-    (
-        "/describeImageGenerationConfiguration",
-        "DescribeImageGenerationConfiguration",
-    ),
-    (
-        "/updateImageGenerationConfiguration",
-        "UpdateImageGenerationConfiguration",
-    ),
-    (
-        "/describeNotificationConfiguration",
-        "DescribeNotificationConfiguration",
-    ),
-    (
-        "/updateNotificationConfiguration",
-        "UpdateNotificationConfiguration",
-    ),
-    (
-        "/describeMediaStorageConfiguration",
-        "DescribeMediaStorageConfiguration",
-    ),
-    (
-        "/updateMediaStorageConfiguration",
-        "UpdateMediaStorageConfiguration",
-    ),
-    (
-        "/describeMappedResourceConfiguration",
-        "DescribeMappedResourceConfiguration",
-    ),
-    (
-        "/describeStreamStorageConfiguration",
-        "DescribeStreamStorageConfiguration",
-    ),
-    (
-        "/updateStreamStorageConfiguration",
-        "UpdateStreamStorageConfiguration",
-    ),
-    (
-        "/startEdgeConfigurationUpdate",
-        "StartEdgeConfigurationUpdate",
-    ),
-    ("/describeEdgeConfiguration", "DescribeEdgeConfiguration"),
-    ("/deleteEdgeConfiguration", "DeleteEdgeConfiguration"),
-    (
-        "/listEdgeAgentConfigurations",
-        "ListEdgeAgentConfigurations",
-    ),
-];
-
-/// Implemented operations by path; the names label metrics and logs.
-const OPERATIONS: &[(&str, &str)] = &[
-    ("/createStream", "CreateStream"),
-    ("/describeStream", "DescribeStream"),
-    ("/listStreams", "ListStreams"),
-    ("/deleteStream", "DeleteStream"),
-    ("/updateStream", "UpdateStream"),
-    ("/updateDataRetention", "UpdateDataRetention"),
-    ("/tagStream", "TagStream"),
-    ("/untagStream", "UntagStream"),
-    ("/listTagsForStream", "ListTagsForStream"),
-    ("/TagResource", "TagResource"),
-    ("/UntagResource", "UntagResource"),
-    ("/ListTagsForResource", "ListTagsForResource"),
-    ("/getDataEndpoint", "GetDataEndpoint"),
-    ("/putMedia", "PutMedia"),
-    ("/getMedia", "GetMedia"),
-    ("/listFragments", "ListFragments"),
-    ("/getMediaForFragmentList", "GetMediaForFragmentList"),
-    ("/healthz", "healthz"),
-    ("/readyz", "readyz"),
-    ("/metrics", "metrics"),
+const NOT_YET: &[&str] = &[
+    "/getHLSStreamingSessionURL",
+    "/getDASHStreamingSessionURL",
+    "/getClip",
+    "/getImages",
+    "/createSignalingChannel",
+    "/deleteSignalingChannel",
+    "/describeSignalingChannel",
+    "/getSignalingChannelEndpoint",
+    "/listSignalingChannels",
+    "/updateSignalingChannel",
+    "/describeImageGenerationConfiguration",
+    "/updateImageGenerationConfiguration",
+    "/describeNotificationConfiguration",
+    "/updateNotificationConfiguration",
+    "/describeMediaStorageConfiguration",
+    "/updateMediaStorageConfiguration",
+    "/describeMappedResourceConfiguration",
+    "/describeStreamStorageConfiguration",
+    "/updateStreamStorageConfiguration",
+    "/startEdgeConfigurationUpdate",
+    "/describeEdgeConfiguration",
+    "/deleteEdgeConfiguration",
+    "/listEdgeAgentConfigurations",
 ];
 
 /// The whole router.
@@ -147,8 +87,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/getMediaForFragmentList",
             op(post(archived::get_media_for_fragment_list)),
         );
-    for &(path, name) in NOT_YET {
-        api = api.route(path, op(post(move || not_yet(name))));
+    for &path in NOT_YET {
+        api = api.route(path, op(post(move || not_yet(path))));
     }
     api.route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -204,7 +144,8 @@ fn op(route: MethodRouter<Arc<AppState>>) -> MethodRouter<Arc<AppState>> {
     })
 }
 
-async fn not_yet(name: &'static str) -> KvsError {
+async fn not_yet(path: &'static str) -> KvsError {
+    let name = operation_name(path);
     KvsError::new(
         ErrorKind::NotImplemented,
         format!(
@@ -236,6 +177,15 @@ async fn readyz(State(app): State<Arc<AppState>>) -> Response {
 async fn metrics(State(app): State<Arc<AppState>>) -> Response {
     let body = app.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+/// The operation of a KVS path: `/createStream` is `CreateStream` (spec §1.1).
+fn operation_name(path: &str) -> String {
+    let name = path.trim_start_matches('/');
+    let mut chars = name.chars();
+    chars.next().map_or_else(String::new, |c| {
+        c.to_ascii_uppercase().to_string() + chars.as_str()
+    })
 }
 
 /// Reads and bounds the body, then checks the signature over it. Streaming PutMedia is
@@ -297,12 +247,11 @@ fn too_large() -> KvsError {
 
 /// Request id, access log, and Prometheus metrics by operation and status.
 async fn observe(req: Request, next: Next) -> Response {
-    let path = req.uri().path();
-    let operation = OPERATIONS
-        .iter()
-        .chain(NOT_YET)
-        .find(|(p, _)| *p == path)
-        .map_or("unknown", |(_, name)| name);
+    // Routed paths only: an unknown path must not become a label of its own.
+    let operation = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unknown".to_owned(), |m| operation_name(m.as_str()));
     let id = request_id();
     let span = tracing::info_span!("request", op = operation, id = %id);
     let start = Instant::now();
@@ -314,7 +263,7 @@ async fn observe(req: Request, next: Next) -> Response {
         resp.headers_mut().insert("x-amzn-requestid", v);
     }
     let status_label = status.to_string();
-    metrics::counter!("kinescope_http_requests_total", "operation" => operation, "status" => status_label.clone())
+    metrics::counter!("kinescope_http_requests_total", "operation" => operation.clone(), "status" => status_label.clone())
         .increment(1);
     metrics::histogram!("kinescope_http_request_duration_seconds", "operation" => operation, "status" => status_label)
         .record(elapsed.as_secs_f64());
