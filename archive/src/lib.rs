@@ -17,7 +17,7 @@ pub use catalog::{
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use numbers::FragmentNumbers;
 pub use service::{
-    Archive, ArchiveError, LIVE_BUS_CAPACITY, LiveFragment, NewFragment, PendingFragment, Unstored,
+    Archive, ArchiveError, LIVE_BUS_CAPACITY, LiveFragment, NewFragment, PendingFragment,
     WRITE_QUEUE,
 };
 pub use sqlite::SqliteCatalog;

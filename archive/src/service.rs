@@ -1,8 +1,11 @@
 //! `Archive`: the one path by which fragments become durable (DESIGN.md "Data flow" step 2).
-//! The object first, then the catalog row; only then may ingest say PERSISTED, so a reader
-//! never sees a row whose bytes are missing. (The live bus joins here with GetMedia.)
+//! The object first, then the catalog row, then the live bus; only then may ingest say
+//! PERSISTED, so a reader never sees a row whose bytes are missing. The live bus is one
+//! broadcast channel per stream that has readers, and carries each fragment's bytes and header
+//! as received, so live readers (GetMedia's tail) send them without reading the store back.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use kinescope_api::{FragmentNumber, Timestamp};
@@ -93,45 +96,65 @@ pub struct NewFragment {
     pub producer_timestamp: Timestamp,
     pub server_timestamp: Timestamp,
     pub duration_ms: u64,
+    /// The catalog id of `header` (ignored for a stream that keeps no data).
     pub header_id: i64,
-    /// The Cluster's bytes, as received (after those already written to a pending fragment).
+    pub header: Arc<TrackHeader>,
+    /// The whole Cluster, as received (including what was already written to a pending
+    /// fragment: [`Archive::commit`] writes only the rest).
     pub bytes: Vec<Bytes>,
 }
 
-/// Fragments announced to live readers, per server (readers filter by stream).
-pub const LIVE_BUS_CAPACITY: usize = 4096;
+/// Fragments a stream's live bus holds for its slowest reader. A reader further behind gets
+/// `Lagged` and reads the catalog instead; a reader that stops reading pins at most this many
+/// fragments of its stream in memory.
+pub const LIVE_BUS_CAPACITY: usize = 8;
 
-/// A fragment announced on the live bus.
+/// A fragment announced on the live bus: its row, and the bytes and header it arrived with.
+/// For a stream that keeps no data (retention 0) these are the only copy, and `row` names no
+/// object.
 #[derive(Debug, Clone)]
 pub struct LiveFragment {
     pub row: FragmentRow,
-    /// For a stream that keeps no data (retention 0), the fragment itself: there is nothing to
-    /// read back from the store, and `row` names no object.
-    pub unstored: Option<Unstored>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Unstored {
     pub header: Arc<TrackHeader>,
     pub bytes: Vec<Bytes>,
 }
 
 impl NewFragment {
-    /// Its catalog row, once its `size` bytes are the whole object at `object_key`.
-    fn into_row(self, object_key: String, size: u64) -> FragmentRow {
-        FragmentRow {
-            stream: self.stream,
-            number: self.number,
-            producer_timestamp: self.producer_timestamp,
-            server_timestamp: self.server_timestamp,
-            duration_ms: self.duration_ms,
-            size,
-            object_key,
-            offset: 0,
-            length: size,
-            header_id: self.header_id,
+    /// Announced on the live bus, as the object at `object_key`.
+    fn into_live(self, object_key: String) -> LiveFragment {
+        let size = self.bytes.iter().map(|b| b.len() as u64).sum();
+        LiveFragment {
+            row: FragmentRow {
+                stream: self.stream,
+                number: self.number,
+                producer_timestamp: self.producer_timestamp,
+                server_timestamp: self.server_timestamp,
+                duration_ms: self.duration_ms,
+                size,
+                object_key,
+                offset: 0,
+                length: size,
+                header_id: self.header_id,
+            },
+            header: self.header,
+            bytes: self.bytes,
         }
     }
+}
+
+/// `parts` without their first `skip` bytes (slices, not copies).
+fn skip_bytes(parts: &[Bytes], mut skip: u64) -> Vec<Bytes> {
+    let mut rest = Vec::new();
+    for p in parts {
+        let len = p.len() as u64;
+        if skip >= len {
+            skip -= len;
+        } else {
+            rest.push(p.slice(skip as usize..));
+            skip = 0;
+        }
+    }
+    rest
 }
 
 #[derive(Debug)]
@@ -139,8 +162,9 @@ pub struct Archive {
     catalog: Arc<dyn Catalog>,
     store: Arc<dyn BlobStore>,
     numbers: FragmentNumbers,
-    /// The live bus: each fragment, once its row is committed.
-    live: broadcast::Sender<Arc<LiveFragment>>,
+    /// The live bus of each stream that has (or recently had) readers: each fragment, once its
+    /// row is committed.
+    live: Mutex<HashMap<StreamId, broadcast::Sender<Arc<LiveFragment>>>>,
 }
 
 impl Archive {
@@ -154,7 +178,7 @@ impl Archive {
             catalog,
             store,
             numbers: FragmentNumbers::new(floor.as_ref()),
-            live: broadcast::channel(LIVE_BUS_CAPACITY).0,
+            live: Mutex::default(),
         })
     }
 
@@ -162,10 +186,27 @@ impl Archive {
         &self.catalog
     }
 
-    /// Every fragment committed from now on, in commit order. A receiver that falls more than
-    /// [`LIVE_BUS_CAPACITY`] fragments behind gets `Lagged` and must catch up from the catalog.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<LiveFragment>> {
-        self.live.subscribe()
+    /// Every fragment of `stream` committed from now on, in commit order. A receiver that
+    /// falls more than [`LIVE_BUS_CAPACITY`] fragments behind gets `Lagged` and must catch up
+    /// from the catalog.
+    pub fn subscribe(&self, stream: StreamId) -> broadcast::Receiver<Arc<LiveFragment>> {
+        let mut buses = self.live.lock().expect("live bus lock");
+        buses
+            .entry(stream)
+            .or_insert_with(|| broadcast::channel(LIVE_BUS_CAPACITY).0)
+            .subscribe()
+    }
+
+    /// Sends a fragment to its stream's live readers; forgets a bus nobody reads any more.
+    fn publish(&self, fragment: LiveFragment) {
+        let mut buses = self.live.lock().expect("live bus lock");
+        if let Some(bus) = buses.get(&fragment.row.stream) {
+            if bus.receiver_count() == 0 {
+                buses.remove(&fragment.row.stream);
+            } else {
+                let _ = bus.send(Arc::new(fragment));
+            }
+        }
     }
 
     /// A new fragment number, issued at `now`.
@@ -200,23 +241,26 @@ impl Archive {
         Ok(PendingFragment::start(key, writer))
     }
 
-    /// Writes the last bytes, makes the object durable, then records the fragment. Only after
-    /// this returns may the fragment be ACKed PERSISTED.
+    /// Writes the bytes the pending fragment does not have yet, makes the object durable,
+    /// records the fragment, then announces it to live readers. Only after this returns may the
+    /// fragment be ACKed PERSISTED.
     pub async fn commit(
         &self,
         mut pending: PendingFragment,
         f: NewFragment,
     ) -> Result<FragmentRow, ArchiveError> {
-        let mut f = f;
-        pending.write(std::mem::take(&mut f.bytes)).await?;
+        pending.write(skip_bytes(&f.bytes, pending.size)).await?;
         let (key, size) = pending.finish().await?;
-        let row = f.into_row(key, size);
-        self.catalog.add_fragment(&row).await?;
-        // Nobody listening is fine.
-        let _ = self.live.send(Arc::new(LiveFragment {
-            row: row.clone(),
-            unstored: None,
-        }));
+        let live = f.into_live(key);
+        if live.row.size != size {
+            return Err(ArchiveError::Store(std::io::Error::other(format!(
+                "stored {size} bytes of a {}-byte fragment",
+                live.row.size
+            ))));
+        }
+        self.catalog.add_fragment(&live.row).await?;
+        let row = live.row.clone();
+        self.publish(live);
         Ok(row)
     }
 
@@ -226,15 +270,9 @@ impl Archive {
         self.commit(pending, f).await
     }
 
-    /// Announces a fragment of a stream that keeps no data to live readers, with its bytes.
-    pub fn announce_unstored(&self, mut f: NewFragment, header: Arc<TrackHeader>) {
-        let size: u64 = f.bytes.iter().map(|b| b.len() as u64).sum();
-        let bytes = std::mem::take(&mut f.bytes);
-        let row = f.into_row(String::new(), size);
-        let _ = self.live.send(Arc::new(LiveFragment {
-            row,
-            unstored: Some(Unstored { header, bytes }),
-        }));
+    /// Announces a fragment of a stream that keeps no data to its live readers.
+    pub fn announce_unstored(&self, f: NewFragment) {
+        self.publish(f.into_live(String::new()));
     }
 
     /// The stored bytes of a fragment.
@@ -252,6 +290,7 @@ mod tests {
     use crate::{LocalStore, SqliteCatalog};
     use kinescope_api::StreamName;
     use kinescope_api::control::{StorageTier, StreamInfo, StreamStatus};
+    use kinescope_media::mkv::TrackHeader;
 
     #[tokio::test]
     async fn append_stores_bytes_then_the_row_and_numbers_survive_a_restart() {
@@ -275,40 +314,87 @@ mod tests {
             .create_stream(&info, StorageTier::Hot, &Default::default())
             .await
             .unwrap();
+        let other = catalog
+            .create_stream(
+                &StreamInfo {
+                    stream_name: StreamName::parse("other").unwrap(),
+                    stream_arn: kinescope_api::StreamArn::new(
+                        "us-west-2",
+                        "000000000000",
+                        &StreamName::parse("other").unwrap(),
+                        2,
+                    ),
+                    ..info.clone()
+                },
+                StorageTier::Hot,
+                &Default::default(),
+            )
+            .await
+            .unwrap();
         let archive = Archive::open(catalog.clone(), store.clone()).await.unwrap();
-        let mut live = archive.subscribe();
-        let header = catalog.add_track_header(stream.id, b"hdr").await.unwrap();
+        let mut live = archive.subscribe(stream.id);
+        let header_id = catalog.add_track_header(stream.id, b"hdr").await.unwrap();
+        let header = Arc::new(TrackHeader {
+            version: 0,
+            tracks: Vec::new(),
+            timecode_scale: 1_000_000,
+            ebml_header: Vec::new(),
+            segment_header: Vec::new(),
+        });
         let now = Timestamp::from_millis(1_000_000);
+        let fragment = |stream, number| NewFragment {
+            stream,
+            number,
+            producer_timestamp: now,
+            server_timestamp: now,
+            duration_ms: 2000,
+            header_id,
+            header: header.clone(),
+            bytes: vec![Bytes::from_static(b"clu"), Bytes::from_static(b"ster")],
+        };
+        // Part of the fragment is written while it arrives; commit writes only the rest.
         let number = archive.next_fragment_number(now);
+        let mut pending = archive.begin(stream.id, &number).await.unwrap();
+        pending
+            .write(vec![Bytes::from_static(b"cl")])
+            .await
+            .unwrap();
         let row = archive
-            .append(NewFragment {
-                stream: stream.id,
-                number: number.clone(),
-                producer_timestamp: now,
-                server_timestamp: now,
-                duration_ms: 2000,
-                header_id: header,
-                bytes: vec![Bytes::from_static(b"clu"), Bytes::from_static(b"ster")],
-            })
+            .commit(pending, fragment(stream.id, number.clone()))
             .await
             .unwrap();
         assert_eq!(row.size, 7);
+        assert_eq!(&archive.fragment_bytes(&row).await.unwrap()[..], b"cluster");
+        let announced = live.try_recv().unwrap();
         assert_eq!(
-            live.try_recv().unwrap().row,
-            row,
+            announced.row, row,
             "announced on the live bus after the commit"
         );
-        assert_eq!(&archive.fragment_bytes(&row).await.unwrap()[..], b"cluster");
+        assert_eq!(
+            announced.bytes.concat(),
+            b"cluster",
+            "with the bytes as received"
+        );
+        assert!(Arc::ptr_eq(&announced.header, &header));
         assert!(
-            archive.subscribe().try_recv().is_err(),
+            archive.subscribe(stream.id).try_recv().is_err(),
             "a new subscriber sees only later fragments"
         );
+        // Another stream's fragments go to its own bus, which nobody reads.
+        let elsewhere = archive.next_fragment_number(now);
+        archive.append(fragment(other.id, elsewhere)).await.unwrap();
+        assert!(live.try_recv().is_err(), "not to this stream's readers");
+        assert!(!archive.live.lock().unwrap().contains_key(&other.id));
         assert_eq!(
             catalog
                 .fragments_after(stream.id, None, u32::MAX, false)
                 .await
                 .unwrap(),
             vec![row]
+        );
+        assert_eq!(
+            skip_bytes(&[Bytes::from_static(b"ab"), Bytes::from_static(b"cde")], 3),
+            vec![Bytes::from_static(b"de")]
         );
         // A restarted archive with a clock behind issues numbers above the recorded ones.
         let again = Archive::open(catalog, store).await.unwrap();

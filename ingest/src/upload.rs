@@ -1,8 +1,10 @@
 //! The async shell around [`Session`]: one task per PutMedia request that reads the body,
 //! writes each fragment to the store while it arrives, commits it (durable object, then catalog
 //! row) before ACKing PERSISTED, and streams ACKs back while the body is still arriving (spec
-//! §3.2). Reading waits for each write, so a slow store pushes back on the socket instead of
-//! buffering: an upload holds only the chunks read since the last write.
+//! §3.2). Writes run at most `WRITE_QUEUE` batches behind reading, so a slow store pushes back
+//! on the socket instead of buffering. An upload holds the fragment it is receiving (as the
+//! `Bytes` chunks the body arrived in, shared with the store's writes), which goes to the live
+//! bus with the commit: live readers never read it back from the store.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -69,7 +71,7 @@ where
         headers: HashMap::new(),
         header_ids: HashMap::new(),
         pending: None,
-        unstored: Vec::new(),
+        received: Vec::new(),
     };
     let started = Instant::now();
     let mut last_data = Instant::now();
@@ -123,7 +125,7 @@ where
         while let Some(output) = session.poll() {
             open = match output {
                 Output::Header(h) => {
-                    shell.headers.insert(h.version, h);
+                    shell.headers.insert(h.version, Arc::new(h));
                     true
                 }
                 Output::Ack(a) => shell.send(a).await,
@@ -161,12 +163,13 @@ where
 struct Shell<'a> {
     u: &'a Upload,
     acks: &'a mpsc::Sender<Bytes>,
-    headers: HashMap<u32, TrackHeader>,
+    headers: HashMap<u32, Arc<TrackHeader>>,
     header_ids: HashMap<u32, i64>,
     /// The fragment being written while it arrives (dropped, it leaves nothing).
     pending: Option<PendingFragment>,
-    /// Bytes of the fragment being received on a stream that keeps no data.
-    unstored: Vec<Bytes>,
+    /// The bytes of the fragment being received so far, for the live bus (and, on a stream
+    /// that keeps no data, its only copy).
+    received: Vec<Bytes>,
 }
 
 impl Shell<'_> {
@@ -182,20 +185,12 @@ impl Shell<'_> {
     }
 
     /// Stores the fragment (unless the stream keeps no data) and ACKs PERSISTED or ERROR.
-    async fn persist(&mut self, mut f: ReceivedFragment) -> bool {
+    async fn persist(&mut self, f: ReceivedFragment) -> bool {
         metrics::counter!("kinescope_ingest_fragments_total").increment(1);
         if self.u.stream.info.data_retention_in_hours == 0 {
             // Nothing is stored and nothing is PERSISTED; live readers still get the fragment.
-            let header = self
-                .headers
-                .get(&f.header_version)
-                .expect("a fragment follows its header");
-            let header = Arc::new(header.clone());
-            let mut bytes = std::mem::take(&mut self.unstored);
-            bytes.extend(std::mem::take(&mut f.bytes));
-            let mut fragment = self.new_fragment(f, -1);
-            fragment.bytes = bytes;
-            self.u.archive.announce_unstored(fragment, header);
+            let fragment = self.new_fragment(f, -1);
+            self.u.archive.announce_unstored(fragment);
             return true;
         }
         let started = Instant::now();
@@ -224,9 +219,8 @@ impl Shell<'_> {
 
     /// Writes bytes of the fragment being received; on failure, ACKs the error.
     async fn write(&mut self, number: kinescope_api::FragmentNumber, bytes: Vec<Bytes>) -> bool {
+        self.received.extend(bytes.iter().cloned());
         if self.u.stream.info.data_retention_in_hours == 0 {
-            // Kept for the live bus until the fragment completes.
-            self.unstored.extend(bytes);
             return true;
         }
         let result = async {
@@ -251,11 +245,8 @@ impl Shell<'_> {
         let header_id = match self.header_ids.get(&f.header_version) {
             Some(id) => *id,
             None => {
-                let header = self
-                    .headers
-                    .get(&f.header_version)
-                    .expect("a fragment follows its header");
-                let id = self.u.archive.add_header(self.u.stream.id, header).await?;
+                let header = self.header(f.header_version);
+                let id = self.u.archive.add_header(self.u.stream.id, &header).await?;
                 self.header_ids.insert(f.header_version, id);
                 id
             }
@@ -268,7 +259,17 @@ impl Shell<'_> {
         self.u.archive.commit(pending, fragment).await.map(|_| ())
     }
 
-    fn new_fragment(&self, f: ReceivedFragment, header_id: i64) -> NewFragment {
+    fn header(&self, version: u32) -> Arc<TrackHeader> {
+        self.headers
+            .get(&version)
+            .expect("a fragment follows its header")
+            .clone()
+    }
+
+    /// The whole fragment: what was received before `f` completed it, then `f`'s bytes.
+    fn new_fragment(&mut self, f: ReceivedFragment, header_id: i64) -> NewFragment {
+        let mut bytes = std::mem::take(&mut self.received);
+        bytes.extend(f.bytes);
         NewFragment {
             stream: self.u.stream.id,
             number: f.number,
@@ -276,7 +277,8 @@ impl Shell<'_> {
             server_timestamp: f.server_timestamp,
             duration_ms: f.duration_ms,
             header_id,
-            bytes: f.bytes,
+            header: self.header(f.header_version),
+            bytes,
         }
     }
 }

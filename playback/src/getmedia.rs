@@ -1,10 +1,12 @@
 //! GetMedia (spec §4, §0.11–§0.13): the archive from the chosen start, then the live tail, as
-//! one MKV document per fragment with the KVS tags. Catch-up reads pages from the catalog; the
-//! tail follows the archive's live bus, subscribed before catch-up begins, so the seam has no gap
-//! and no duplicate (anything at or before the last fragment sent is skipped). A reader that
-//! falls behind the bus goes back to catalog pages; the response body is produced only as fast
-//! as the client reads it, so a slow reader holds one fragment, never a backlog. A stream that
-//! keeps no data (retention 0) is served from the bus alone, which then carries the fragments.
+//! one MKV document per fragment with the KVS tags. Catch-up reads pages from the catalog and
+//! fragment bytes from the store; the tail follows the stream's live bus, subscribed before
+//! catch-up begins, so the seam has no gap and no duplicate (anything at or before the last
+//! fragment sent is skipped). The bus carries each fragment's bytes as they arrived, so the tail
+//! sends them without touching the store, and a stream that keeps no data (retention 0) is
+//! served from the bus alone. A reader that falls behind the bus goes back to catalog pages; the
+//! response body is produced only as fast as the client reads it, so a slow reader holds one
+//! fragment of its own, never a backlog (the bus holds at most `LIVE_BUS_CAPACITY` for all).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -50,7 +52,7 @@ pub struct MediaRead {
 
 /// The GetMedia response body.
 pub fn get_media(read: MediaRead) -> impl Stream<Item = Bytes> + Send {
-    let live = read.archive.subscribe();
+    let live = read.archive.subscribe(read.stream.id);
     let idle_deadline = tokio::time::Instant::now() + read.idle;
     let state = State {
         read,
@@ -119,7 +121,7 @@ struct State {
     /// Set after an error document: nothing follows it.
     done: bool,
     /// The header of the fragment sent last, reused while it does not change.
-    header: Option<(i64, TrackHeader)>,
+    header: Option<(i64, Arc<TrackHeader>)>,
     pending: VecDeque<Bytes>,
 }
 
@@ -160,11 +162,10 @@ impl State {
             }
             let wake = self.idle_deadline.min(now + DELETION_CHECK);
             match tokio::time::timeout_at(wake, self.live.recv()).await {
-                Ok(Ok(live)) if live.row.stream == self.read.stream.id => {
+                Ok(Ok(live)) => {
                     self.idle_deadline = tokio::time::Instant::now() + self.read.idle;
                     self.queue.push_back(Item::Live(live));
                 }
-                Ok(Ok(_)) => {}
                 Ok(Err(RecvError::Lagged(n))) => {
                     tracing::info!(stream = %self.read.stream.info.stream_name, missed = n, "GetMedia reader fell behind; reading the archive");
                     self.catching_up = true;
@@ -219,26 +220,17 @@ impl State {
 
     async fn document(&mut self, item: &Item) -> Result<Vec<Bytes>, PlaybackError> {
         let row = item.row();
-        let (header, cluster): (&TrackHeader, Vec<Bytes>) = match item {
-            Item::Live(live) if live.unstored.is_some() => {
-                let unstored = live.unstored.as_ref().expect("checked");
-                (&unstored.header, unstored.bytes.clone())
-            }
-            _ => {
-                if self
-                    .header
-                    .as_ref()
-                    .is_none_or(|(id, _)| *id != row.header_id)
-                {
-                    self.header = Some((
-                        row.header_id,
-                        load_header(&self.read.archive, row.header_id).await?,
-                    ));
-                }
-                let cluster = self.read.archive.fragment_bytes(row).await?;
-                (&self.header.as_ref().expect("just set").1, vec![cluster])
+        let (header, cluster) = match item {
+            Item::Live(live) => (live.header.clone(), live.bytes.clone()),
+            Item::Stored(row) => {
+                let header = match &self.header {
+                    Some((id, h)) if *id == row.header_id => h.clone(),
+                    _ => Arc::new(load_header(&self.read.archive, row.header_id).await?),
+                };
+                (header, vec![self.read.archive.fragment_bytes(row).await?])
             }
         };
+        self.header = Some((row.header_id, header.clone()));
         let behind = (self.read.clock.now().as_millis() - row.server_timestamp.as_millis()).max(0);
         let tags = FragmentTags {
             fragment_number: row.number.as_str(),
@@ -246,7 +238,7 @@ impl State {
             producer_timestamp_ms: row.producer_timestamp.as_millis(),
         };
         Ok(getmedia_fragment(
-            header,
+            &header,
             tags,
             &cluster,
             behind.unsigned_abs(),
@@ -257,7 +249,7 @@ impl State {
     /// Ends the read with the error document (spec §0.12).
     fn fail(mut self, number: &FragmentNumber, e: PlaybackError) -> Option<(Bytes, Option<State>)> {
         tracing::error!(stream = %self.read.stream.info.stream_name, error = %e, "GetMedia failed");
-        let header = self.header.as_ref().map(|(_, h)| h);
+        let header = self.header.as_ref().map(|(_, h)| &**h);
         let mut parts: VecDeque<Bytes> =
             getmedia_error(header, number.as_str(), 5000, "INTERNAL_ERROR").into();
         let first = parts.pop_front()?;
