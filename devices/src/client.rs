@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue};
 use kinescope_api::ack::Ack;
 use kinescope_api::sigv4::{Payload, Signer};
@@ -119,14 +119,13 @@ impl Endpoint {
         format!("{}:{}", self.host, self.port)
     }
 
-    /// A signed `POST path` with a JSON body; the response body when the status is 200.
-    pub async fn call(
+    /// A signed `POST path` with a JSON body, on a connection closed after the response.
+    fn signed_request(
         &self,
         path: &str,
         json: &str,
         now: Timestamp,
-    ) -> Result<String, DeviceError> {
-        let mut io = self.connect().await?;
+    ) -> Result<Vec<u8>, DeviceError> {
         let mut headers = HeaderMap::new();
         headers.insert("host", header(&self.host_header())?);
         headers.insert("content-type", HeaderValue::from_static("application/json"));
@@ -146,8 +145,20 @@ impl Endpoint {
             head.push_str(&format!("{k}: {}\r\n", v.to_str().unwrap_or_default()));
         }
         head.push_str("\r\n");
-        io.write_all(head.as_bytes()).await?;
-        io.write_all(json.as_bytes()).await?;
+        let mut request = head.into_bytes();
+        request.extend_from_slice(json.as_bytes());
+        Ok(request)
+    }
+
+    /// A signed `POST path` with a JSON body; the response body when the status is 200.
+    pub async fn call(
+        &self,
+        path: &str,
+        json: &str,
+        now: Timestamp,
+    ) -> Result<String, DeviceError> {
+        let mut io = self.connect().await?;
+        io.write_all(&self.signed_request(path, json, now)?).await?;
         let mut raw = Vec::new();
         io.read_to_end(&mut raw).await?;
         let text = String::from_utf8_lossy(&raw);
@@ -177,8 +188,11 @@ pub struct PutMediaOptions {
 /// A PutMedia upload in progress: send body chunks, receive ACKs as they come.
 pub struct PutMedia {
     writer: WriteHalf<Box<dyn Io>>,
-    acks: mpsc::UnboundedReceiver<Result<Ack, DeviceError>>,
+    acks: mpsc::UnboundedReceiver<Result<ReceivedAck, DeviceError>>,
 }
+
+/// An ACK and when its line arrived.
+pub type ReceivedAck = (Ack, std::time::Instant);
 
 impl std::fmt::Debug for PutMedia {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -270,12 +284,12 @@ impl PutMedia {
     }
 
     /// The next ACK, or `None` when the response has ended.
-    pub async fn next_ack(&mut self) -> Option<Result<Ack, DeviceError>> {
+    pub async fn next_ack(&mut self) -> Option<Result<ReceivedAck, DeviceError>> {
         self.acks.recv().await
     }
 
     /// Ends the body and returns the ACKs that follow until the response ends.
-    pub async fn finish(mut self) -> Result<Vec<Ack>, DeviceError> {
+    pub async fn finish(mut self) -> Result<Vec<ReceivedAck>, DeviceError> {
         self.writer.write_all(b"0\r\n\r\n").await?;
         self.writer.flush().await?;
         let mut rest = Vec::new();
@@ -288,11 +302,80 @@ impl PutMedia {
 
 /// Reads the response: status (after any `100 Continue`), headers, then the chunked ACK lines.
 async fn read_acks(
-    mut reader: ReadHalf<Box<dyn Io>>,
-    tx: mpsc::UnboundedSender<Result<Ack, DeviceError>>,
+    reader: ReadHalf<Box<dyn Io>>,
+    tx: mpsc::UnboundedSender<Result<ReceivedAck, DeviceError>>,
 ) {
     let result: Result<(), DeviceError> = async {
-        let mut buf = BytesMut::with_capacity(8192);
+        let mut body = ChunkedBody::open(reader).await?;
+        let mut line = Vec::new();
+        while let Some(chunk) = body.next().await? {
+            let at = std::time::Instant::now();
+            line.extend_from_slice(&chunk);
+            while let Some(end) = line.iter().position(|&b| b == b'\n') {
+                let text: Vec<u8> = line.drain(..=end).collect();
+                let ack =
+                    Ack::parse(&String::from_utf8_lossy(&text)).map_err(DeviceError::Protocol)?;
+                if tx.send(Ok((ack, at))).is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        let _ = tx.send(Err(e));
+    }
+}
+
+/// A GetMedia response body (spec §4): MKV documents, one per fragment, as they arrive.
+pub struct MediaStream {
+    body: ChunkedBody<Box<dyn Io>>,
+}
+
+impl std::fmt::Debug for MediaStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaStream").finish_non_exhaustive()
+    }
+}
+
+impl MediaStream {
+    /// Starts a signed GetMedia read of `stream`; `start_selector` is the StartSelector JSON
+    /// object (`{"StartSelectorType":"NOW"}`, say).
+    pub async fn open(
+        endpoint: &Endpoint,
+        stream: &StreamName,
+        start_selector: &str,
+        now: Timestamp,
+    ) -> Result<Self, DeviceError> {
+        let json = format!(r#"{{"StreamName":"{stream}","StartSelector":{start_selector}}}"#);
+        let mut io = endpoint.connect().await?;
+        io.write_all(&endpoint.signed_request("/getMedia", &json, now)?)
+            .await?;
+        io.flush().await?;
+        Ok(Self {
+            body: ChunkedBody::open(io).await?,
+        })
+    }
+
+    /// The next piece of the body as it arrived, or `None` when the response has ended.
+    pub async fn next(&mut self) -> Result<Option<Bytes>, DeviceError> {
+        self.body.next().await
+    }
+}
+
+/// The most one read of a response body takes from its socket.
+const READ_MAX: usize = 16 * 1024;
+
+/// A 200 response's chunked body, read after its head (any `100 Continue` skipped).
+struct ChunkedBody<R> {
+    reader: R,
+    buf: BytesMut,
+}
+
+impl<R: AsyncRead + Unpin> ChunkedBody<R> {
+    async fn open(mut reader: R) -> Result<Self, DeviceError> {
+        let mut buf = BytesMut::with_capacity(64 * 1024);
         loop {
             let head = read_until(&mut reader, &mut buf, b"\r\n\r\n").await?;
             let status = status_of(&String::from_utf8_lossy(&head))?;
@@ -307,36 +390,30 @@ async fn read_acks(
                     body: String::from_utf8_lossy(&[&buf[..], &body].concat()).into_owned(),
                 });
             }
-            break;
-        }
-        let mut line = Vec::new();
-        loop {
-            let size_line = read_until(&mut reader, &mut buf, b"\r\n").await?;
-            let size = usize::from_str_radix(String::from_utf8_lossy(&size_line).trim(), 16)
-                .map_err(|_| DeviceError::Protocol("bad chunk size".into()))?;
-            if size == 0 {
-                return Ok(());
-            }
-            while buf.len() < size + 2 {
-                if reader.read_buf(&mut buf).await? == 0 {
-                    return Err(DeviceError::Protocol("response cut off".into()));
-                }
-            }
-            line.extend_from_slice(&buf[..size]);
-            buf.advance(size + 2);
-            while let Some(end) = line.iter().position(|&b| b == b'\n') {
-                let text: Vec<u8> = line.drain(..=end).collect();
-                let ack =
-                    Ack::parse(&String::from_utf8_lossy(&text)).map_err(DeviceError::Protocol)?;
-                if tx.send(Ok(ack)).is_err() {
-                    return Ok(());
-                }
-            }
+            return Ok(Self { reader, buf });
         }
     }
-    .await;
-    if let Err(e) = result {
-        let _ = tx.send(Err(e));
+
+    /// The next chunk's data, or `None` after the last chunk.
+    async fn next(&mut self) -> Result<Option<Bytes>, DeviceError> {
+        let size_line = read_until(&mut self.reader, &mut self.buf, b"\r\n").await?;
+        let size = usize::from_str_radix(String::from_utf8_lossy(&size_line).trim(), 16)
+            .map_err(|_| DeviceError::Protocol("bad chunk size".into()))?;
+        if size == 0 {
+            return Ok(None);
+        }
+        self.buf.reserve((size + 2).saturating_sub(self.buf.len()));
+        while self.buf.len() < size + 2 {
+            // At most READ_MAX per read: a process following many streams reads each a little
+            // at a time instead of draining one socket while the others wait.
+            let mut limited = (&mut self.buf).limit(READ_MAX);
+            if self.reader.read_buf(&mut limited).await? == 0 {
+                return Err(DeviceError::Protocol("response cut off".into()));
+            }
+        }
+        let data = self.buf.split_to(size).freeze();
+        self.buf.advance(2);
+        Ok(Some(data))
     }
 }
 

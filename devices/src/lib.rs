@@ -9,5 +9,5 @@
 mod client;
 mod simulate;
 
-pub use client::{DeviceError, Endpoint, PutMedia, PutMediaOptions};
-pub use simulate::{Report, Simulation, simulate};
+pub use client::{DeviceError, Endpoint, MediaStream, PutMedia, PutMediaOptions, ReceivedAck};
+pub use simulate::{Report, Simulation, percentile, simulate};

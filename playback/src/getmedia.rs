@@ -26,6 +26,10 @@ use crate::fragments::load_header;
 const PAGE: u32 = 32;
 /// How often a waiting reader checks that its stream still exists.
 const DELETION_CHECK: Duration = Duration::from_secs(1);
+/// A live fragment wakes all of its stream's readers at once; each hands its connection at most
+/// this much of it before letting the others write (so that 200 readers all get their first
+/// bytes within milliseconds, not each after the previous readers' whole fragments).
+const LIVE_SLICE: usize = 16 * 1024;
 
 /// Where a GetMedia read starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,17 +69,29 @@ pub fn get_media(read: MediaRead) -> impl Stream<Item = Bytes> + Send {
         done: false,
         header: None,
         pending: VecDeque::new(),
+        interleave: false,
+        unyielded: 0,
     };
     futures::stream::unfold(Some(state), |state| async move {
         let mut s = state?;
         loop {
             if let Some(b) = s.pending.pop_front() {
+                if s.interleave {
+                    if s.unyielded >= LIVE_SLICE {
+                        // Lets the other readers woken by the same fragment write theirs.
+                        tokio::task::yield_now().await;
+                        s.unyielded = 0;
+                    }
+                    s.unyielded += b.len();
+                }
                 return Some((b, Some(s)));
             }
             match s.next_fragment().await {
                 Ok(Some(item)) => match s.document(&item).await {
                     Ok(parts) => {
                         s.last = Some(item.row().number.clone());
+                        s.interleave = matches!(item, Item::Live(_));
+                        s.unyielded = 0;
                         s.pending.extend(parts);
                     }
                     Err(e) => return s.fail(&item.row().number, e),
@@ -123,6 +139,10 @@ struct State {
     /// The header of the fragment sent last, reused while it does not change.
     header: Option<(i64, Arc<TrackHeader>)>,
     pending: VecDeque<Bytes>,
+    /// Whether `pending` is a live fragment, handed out [`LIVE_SLICE`] at a time.
+    interleave: bool,
+    /// Bytes handed out since this reader last yielded.
+    unyielded: usize,
 }
 
 impl State {
@@ -155,12 +175,12 @@ impl State {
                 self.queue.extend(page.into_iter().map(Item::Stored));
                 continue;
             }
-            // Wake at least every second to notice a deleted stream; end when idle.
-            let now = tokio::time::Instant::now();
-            if now >= self.idle_deadline {
-                return Ok(None);
-            }
-            let wake = self.idle_deadline.min(now + DELETION_CHECK);
+            // Wake at least every second to notice a deleted stream; end when idle. (A fragment
+            // already on the bus is taken even when the deadline has passed while the client was
+            // not reading: idle means no new fragment, not a slow reader.)
+            let wake = self
+                .idle_deadline
+                .min(tokio::time::Instant::now() + DELETION_CHECK);
             match tokio::time::timeout_at(wake, self.live.recv()).await {
                 Ok(Ok(live)) => {
                     self.idle_deadline = tokio::time::Instant::now() + self.read.idle;
@@ -172,7 +192,9 @@ impl State {
                 }
                 Ok(Err(RecvError::Closed)) => return Ok(None),
                 Err(_) => {
-                    if !self.stream_exists().await {
+                    if tokio::time::Instant::now() >= self.idle_deadline
+                        || !self.stream_exists().await
+                    {
                         return Ok(None);
                     }
                 }
@@ -221,7 +243,17 @@ impl State {
     async fn document(&mut self, item: &Item) -> Result<Vec<Bytes>, PlaybackError> {
         let row = item.row();
         let (header, cluster) = match item {
-            Item::Live(live) => (live.header.clone(), live.bytes.clone()),
+            Item::Live(live) => (
+                live.header.clone(),
+                live.bytes
+                    .iter()
+                    .flat_map(|b| {
+                        (0..b.len())
+                            .step_by(LIVE_SLICE)
+                            .map(|i| b.slice(i..(i + LIVE_SLICE).min(b.len())))
+                    })
+                    .collect(),
+            ),
             Item::Stored(row) => {
                 let header = match &self.header {
                     Some((id, h)) if *id == row.header_id => h.clone(),

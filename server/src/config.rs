@@ -56,6 +56,9 @@ pub struct SimulateArgs {
     pub fps: u32,
     #[arg(long, default_value_t = 30)]
     pub duration_secs: u64,
+    /// Live GetMedia viewers per stream (StartSelector NOW, opened before the upload starts).
+    #[arg(long, default_value_t = 0)]
+    pub viewers: usize,
 }
 
 #[derive(Debug, Default, Args)]

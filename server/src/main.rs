@@ -81,6 +81,7 @@ fn simulate(args: config::SimulateArgs) -> ExitCode {
         fragment: std::time::Duration::from_millis(args.fragment_ms),
         fps: args.fps,
         duration: std::time::Duration::from_secs(args.duration_secs),
+        viewers: args.viewers,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -91,21 +92,41 @@ fn simulate(args: config::SimulateArgs) -> ExitCode {
         kinescope_archive::SystemClock.now()
     };
     let report = runtime.block_on(kinescope_devices::simulate(endpoint, sim, now));
+    use kinescope_devices::percentile;
     let ms = |d: Option<std::time::Duration>| {
         d.map_or("-".into(), |d| format!("{:.1}", d.as_secs_f64() * 1e3))
     };
+    let persisted = &report.persist_latencies;
     println!("fragments PERSISTED: {}", report.fragments_persisted);
     println!(
         "PERSISTED latency from the fragment's last byte: p50 {} ms, p99 {} ms, max {} ms",
-        ms(report.percentile(0.5)),
-        ms(report.percentile(0.99)),
-        ms(report.percentile(1.0))
+        ms(percentile(persisted, 0.5)),
+        ms(percentile(persisted, 0.99)),
+        ms(percentile(persisted, 1.0))
     );
+    if args.viewers > 0 {
+        let viewed = &report.view_latencies_ms;
+        let ms = |p| percentile(viewed, p).map_or("-".into(), |v| format!("{v:.1}"));
+        println!(
+            "fragments viewed: {} ({} viewers per stream); missed {}, duplicated {}",
+            report.fragments_viewed,
+            args.viewers,
+            report.fragments_missed,
+            report.fragments_duplicated
+        );
+        println!(
+            "PERSISTED ACK -> Cluster at the viewer: p50 {} ms, p99 {} ms, max {} ms",
+            ms(0.5),
+            ms(0.99),
+            ms(1.0)
+        );
+    }
     println!("errors: {}", report.errors.len());
     for e in report.errors.iter().take(5) {
         println!("  {e}");
     }
-    if report.errors.is_empty() {
+    if report.errors.is_empty() && report.fragments_missed == 0 && report.fragments_duplicated == 0
+    {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -142,9 +142,9 @@ async fn producer_uploads_over_tls_get_every_ack() {
                 .await
                 .expect("ACKs keep coming")
                 .expect("response open");
-            acks.push(ack.unwrap());
+            acks.push(ack.unwrap().0);
         }
-        acks.extend(upload.finish().await.unwrap());
+        acks.extend(upload.finish().await.unwrap().into_iter().map(|(a, _)| a));
 
         assert!(
             acks.iter().all(|a| a.event != AckEvent::Error),
