@@ -101,8 +101,12 @@ impl BlobStore for LocalStore {
                 std::io::Error::new(std::io::ErrorKind::InvalidInput, "range too large")
             })?;
             f.seek(SeekFrom::Start(range.start))?;
-            let mut buf = vec![0u8; len];
-            f.read_exact(&mut buf)?;
+            // Read into spare capacity: no pass over the buffer to zero it first.
+            let mut buf = Vec::with_capacity(len);
+            f.take(len as u64).read_to_end(&mut buf)?;
+            if buf.len() != len {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
             Ok(Bytes::from(buf))
         })
         .await

@@ -15,9 +15,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::Stream;
 use kinescope_api::{FragmentNumber, StreamRef, Timestamp};
-use kinescope_archive::{Archive, Clock, FragmentRow, LiveFragment, StreamRecord, TimestampKind};
+use kinescope_archive::{
+    Archive, ArchiveError, Clock, FragmentRow, LiveFragment, StreamRecord, TimestampKind,
+};
 use kinescope_media::mkv::{FragmentTags, TrackHeader, getmedia_error, getmedia_fragment};
 use tokio::sync::broadcast::error::RecvError;
+use tokio::task::JoinHandle;
 
 use crate::PlaybackError;
 use crate::fragments::load_header;
@@ -71,6 +74,7 @@ pub fn get_media(read: MediaRead) -> impl Stream<Item = Bytes> + Send {
         pending: VecDeque::new(),
         interleave: false,
         unyielded: 0,
+        prefetch: None,
     };
     futures::stream::unfold(Some(state), |state| async move {
         let mut s = state?;
@@ -143,6 +147,9 @@ struct State {
     interleave: bool,
     /// Bytes handed out since this reader last yielded.
     unyielded: usize,
+    /// The next stored fragment's bytes, being read while the current one is sent (catch-up
+    /// overlaps the store with the socket; a reader holds at most these two fragments).
+    prefetch: Option<(FragmentNumber, JoinHandle<Result<Bytes, ArchiveError>>)>,
 }
 
 impl State {
@@ -259,7 +266,21 @@ impl State {
                     Some((id, h)) if *id == row.header_id => h.clone(),
                     _ => Arc::new(load_header(&self.read.archive, row.header_id).await?),
                 };
-                (header, vec![self.read.archive.fragment_bytes(row).await?])
+                let bytes = match self.prefetch.take() {
+                    Some((number, read)) if number == row.number => {
+                        read.await.map_err(std::io::Error::other)
+                    }
+                    _ => Ok(self.read.archive.fragment_bytes(row).await),
+                };
+                let bytes = bytes.map_err(ArchiveError::from)??;
+                if let Some(Item::Stored(next)) = self.queue.front() {
+                    let (archive, next) = (self.read.archive.clone(), next.clone());
+                    self.prefetch = Some((
+                        next.number.clone(),
+                        tokio::spawn(async move { archive.fragment_bytes(&next).await }),
+                    ));
+                }
+                (header, vec![bytes])
             }
         };
         self.header = Some((row.header_id, header.clone()));

@@ -3,6 +3,7 @@ streams by PyAV (frame counts and producer timestamps as uploaded), the AWS CLI'
 by mkvmerge, and a live tail that three readers follow while a producer uploads."""
 
 import json
+import re
 import subprocess
 import threading
 import time
@@ -280,3 +281,20 @@ def test_retention_zero_is_served_from_the_live_bus(srv):
     assert [x[0] for x in tags_of(data)] == received
     # The clusters are the uploaded bytes.
     assert [data[o:e] for o, e, _ in clusters(data)] == [DATA[o:e] for o, e, _ in clusters(DATA)]
+
+
+def test_simulated_cameras_with_live_viewers(srv):
+    """`kinescope simulate --viewers` (the fan-out benchmark's load generator): every fragment
+    each camera got PERSISTED reaches each of its viewers exactly once."""
+    from conftest import AK, BIN, SK
+    r = subprocess.run([BIN, "simulate", "--endpoint", srv.endpoint, "--access-key", AK, "--secret-key", SK,
+                        "--prefix", "sim-" + str(time.time_ns()), "--streams", "2", "--viewers", "3",
+                        "--bitrate", "400000", "--fragment-ms", "500", "--duration-secs", "3"],
+                       capture_output=True, text=True, timeout=60)
+    print(r.stdout)
+    assert r.returncode == 0, r.stdout + r.stderr
+    persisted = int(re.search(r"fragments PERSISTED: (\d+)", r.stdout).group(1))
+    viewed = int(re.search(r"fragments viewed: (\d+)", r.stdout).group(1))
+    assert persisted >= 2 * 6
+    assert viewed == 3 * persisted
+    assert "missed 0, duplicated 0" in r.stdout
