@@ -142,13 +142,18 @@ async fn device(
         let parts = writer.cluster(&frames);
         // Cluster header, Timecode, then each block (head + payload) at its frame time.
         upload.send_parts(&[&parts[0], &parts[1]]).await?;
-        for (k, pair) in parts[2..].chunks(2).enumerate() {
+        let blocks = parts[2..].chunks(2);
+        let last = blocks.len() - 1;
+        for (k, pair) in blocks.enumerate() {
             let due = started + Duration::from_millis((first + k as i64 * frame_ms) as u64);
             tokio::time::sleep_until(due.into()).await;
             upload.send_parts(&[&pair[0], &pair[1]]).await?;
+            if k == last {
+                // Its last byte is out: noted before its PERSISTED ACK can be taken.
+                sent_at.push((first as u64, Instant::now()));
+            }
             drain(&mut upload, &mut sent_at, &mut persisted, report).await?;
         }
-        sent_at.push((first as u64, Instant::now()));
         fragment += 1;
     }
     for ack in upload.finish().await? {
@@ -258,11 +263,15 @@ async fn record(
     match (ack.event, &ack.fragment) {
         (AckEvent::Persisted, Some((tc, _))) => {
             persisted.insert(*tc, at);
+            let mut r = report.lock().await;
+            r.fragments_persisted += 1;
             if let Some(i) = sent_at.iter().position(|(t, _)| t == tc) {
                 let (_, sent) = sent_at.swap_remove(i);
-                let mut r = report.lock().await;
-                r.fragments_persisted += 1;
                 r.persist_latencies.push(at.saturating_duration_since(sent));
+            } else {
+                r.errors.push(format!(
+                    "PERSISTED for fragment {tc} before its last byte was sent"
+                ));
             }
         }
         (AckEvent::Error, _) => report

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum_server::Handle;
+use axum_server::accept::NoDelayAcceptor;
 use axum_server::tls_rustls::RustlsConfig;
 use kinescope_archive::{Archive, Catalog, Clock, LocalStore, SqliteCatalog, SystemClock};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
@@ -131,15 +132,19 @@ pub async fn run(mut config: Config) -> Result<(), BoxError> {
     let grace = Duration::from_secs(config.shutdown_timeout_secs);
     tokio::spawn(shutdown_on_signal(handle.clone(), state, grace));
     let service = app.into_make_service();
+    // TCP_NODELAY: ACK lines and small GetMedia writes go out at once, not after the peer's
+    // delayed ACK (Nagle's algorithm held some PERSISTED ACKs back by 40 ms).
     match tls {
         Some((server_config, _)) => {
             axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(server_config))?
+                .map(|tls| tls.acceptor(NoDelayAcceptor::new()))
                 .handle(handle)
                 .serve(service)
                 .await?
         }
         None => {
             axum_server::from_tcp(listener)?
+                .acceptor(NoDelayAcceptor::new())
                 .handle(handle)
                 .serve(service)
                 .await?
