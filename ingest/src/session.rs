@@ -69,7 +69,7 @@ struct Current {
 }
 
 /// Bytes of a fragment gathered before they are handed out to be stored.
-const WRITE_BATCH: u64 = 256 * 1024;
+const WRITE_BATCH: u64 = 1024 * 1024;
 
 /// Latest producer timestamp accepted: 9999-12-31T23:59:59.999Z.
 const MAX_TIMESTAMP_MS: i64 = 253_402_300_799_999;
