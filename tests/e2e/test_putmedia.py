@@ -35,6 +35,17 @@ def vint(b, i, marker=False):
     return v, n, (not marker) and v == (1 << (7 * n)) - 1
 
 
+def cluster_bodies(data):
+    """Each Cluster's contents without its element header (GetMedia declares the size of a
+    Cluster that was uploaded with an unknown size, as the real service does)."""
+    out = []
+    for o, e, _ in clusters(data):
+        _, n, _ = vint(data, o, True)
+        _, m, _ = vint(data, o + n)
+        out.append(data[o + n + m:e])
+    return out
+
+
 def clusters(data):
     """(offset, end, timecode) of each Cluster, by an EBML walk independent of the server's."""
     out, i = [], 0

@@ -61,7 +61,51 @@ pub fn archived_fragment(
             &seconds(tags.producer_timestamp_ms),
         ),
     ])));
-    out.extend(cluster.iter().cloned());
+    out.extend(known_size_cluster(cluster));
+    out
+}
+
+/// The Cluster with its size declared. Producers (the KVS C producer among them) send
+/// unknown-size Clusters; the real service's GetMedia output declares each Cluster's size in 8
+/// bytes (`testdata/mkv/output_get_media.mkv`), and stricter readers need it once Tags follow.
+/// The stored bytes hold exactly one Cluster (an unknown-size one ends where the next level-1
+/// element begins), so its size is their length less its header. Payload bytes are sliced,
+/// not copied.
+fn known_size_cluster(cluster: &[Bytes]) -> Vec<Bytes> {
+    let mut head = [0u8; 12];
+    let mut n = 0;
+    for part in cluster {
+        let take = (head.len() - n).min(part.len());
+        head[n..n + take].copy_from_slice(&part[..take]);
+        n += take;
+        if n == head.len() {
+            break;
+        }
+    }
+    let unknown = match read_id(&head[..n]) {
+        Ok(Some((ids::CLUSTER, id_len))) => match read_size(&head[id_len..n]) {
+            Ok(Some((Size::Unknown, size_len))) => Some(id_len + size_len),
+            _ => None,
+        },
+        _ => None,
+    };
+    let Some(header_len) = unknown else {
+        return cluster.to_vec();
+    };
+    let total: usize = cluster.iter().map(Bytes::len).sum();
+    let mut header = Vec::with_capacity(12);
+    write_id(&mut header, ids::CLUSTER);
+    write_size_len(&mut header, (total - header_len) as u64, 8);
+    let mut out = vec![Bytes::from(header)];
+    let mut skip = header_len;
+    for part in cluster {
+        if skip >= part.len() {
+            skip -= part.len();
+        } else {
+            out.push(part.slice(skip..));
+            skip = 0;
+        }
+    }
     out
 }
 
@@ -484,10 +528,15 @@ mod tests {
             producer_timestamp_ms: 0,
         };
         let out = getmedia_fragment(&header, tags, &f.bytes, 0, "1");
+        // Each stored part is sent as itself, or (the first, when the Cluster's size had to be
+        // declared) as a slice of itself without the old Cluster header.
+        let within = |b: &Bytes, s: &Bytes| {
+            let (b0, s0) = (b.as_ptr() as usize, s.as_ptr() as usize);
+            s0 <= b0 && b0 + b.len() == s0 + s.len() && s.len() - b.len() <= 12
+        };
         for stored in &f.bytes {
             assert!(
-                out.iter()
-                    .any(|b| b.as_ptr() == stored.as_ptr() && b.len() == stored.len()),
+                out.iter().any(|b| within(b, stored)),
                 "cluster bytes copied"
             );
         }
@@ -498,7 +547,7 @@ mod tests {
                     .iter()
                     .chain(&header.ebml_header)
                     .chain(&header.segment_header)
-                    .any(|s| s.as_ptr() == b.as_ptr())
+                    .any(|s| within(b, s))
             })
             .map(|b| b.len())
             .sum();
@@ -506,6 +555,52 @@ mod tests {
             new_bytes < 512,
             "only headers and tags are new: {new_bytes}"
         );
+    }
+
+    #[test]
+    fn unknown_size_clusters_are_sent_with_their_size_as_the_real_service_sends_them() {
+        // The KVS C producer sends unknown-size Clusters.
+        let (header, fragments) = upload_fragments("producer-c-1.6.4_h264_putmedia.mkv");
+        let tags = FragmentTags {
+            fragment_number: "1",
+            server_timestamp_ms: 0,
+            producer_timestamp_ms: 0,
+        };
+        for f in &fragments {
+            let stored: Vec<u8> = f.bytes.concat();
+            let id_len = read_id(&stored).unwrap().unwrap().1;
+            let (size, size_len) = read_size(&stored[id_len..]).unwrap().unwrap();
+            assert_eq!(size, Size::Unknown);
+            // Split anywhere, even inside the Cluster header: the same output.
+            for cut in [1, 5, 11, 13, 4096] {
+                let parts = vec![
+                    Bytes::copy_from_slice(&stored[..cut]),
+                    Bytes::copy_from_slice(&stored[cut..]),
+                ];
+                let doc: Vec<u8> = getmedia_fragment(&header, tags, &parts, 0, "1").concat();
+                let at = doc
+                    .windows(4)
+                    .position(|w| w == [0x1F, 0x43, 0xB6, 0x75])
+                    .unwrap();
+                // An 8-byte size, as in testdata/mkv/output_get_media.mkv (01 00 00 00 ...).
+                assert_eq!(doc[at + 4], 0x01);
+                assert_eq!(
+                    read_size(&doc[at + 4..]).unwrap().unwrap(),
+                    (Size::Known((stored.len() - id_len - size_len) as u64), 8)
+                );
+                // The document parses to the same frames, the Cluster ending before the Tags.
+                let mut r = MkvReader::new(Limits::default());
+                r.push(Bytes::from(doc));
+                r.finish();
+                let got: Vec<Fragment> = std::iter::from_fn(|| r.poll())
+                    .map(Result::unwrap)
+                    .filter_map(Event::into_fragment)
+                    .collect();
+                assert_eq!(got.len(), 1);
+                assert_eq!(got[0].frames, f.frames);
+                assert_eq!(got[0].timecode, f.timecode);
+            }
+        }
     }
 
     #[test]

@@ -1,0 +1,44 @@
+"""The level-1 element structure of MKV documents (EBML RFC 8794, Matroska RFC 9559), as the
+tests compare it with the real service's GetMedia output: per document, the elements of its
+Segment in order, with Tags shown as the names of their SimpleTags. An unknown-size Segment
+(as KVS sends) ends where the next EBML header begins."""
+
+import sys
+def vint(b, i, strip=True):
+    first = b[i]; n = 1; m = 0x80
+    while n <= 8 and not first & m: n += 1; m >>= 1
+    v = first & (m - 1) if strip else first
+    for k in range(1, n): v = (v << 8) | b[i + k]
+    return v, n
+def elements(b, i, end):
+    while i < end:
+        eid, n = vint(b, i, strip=False); size, m = vint(b, i + n)
+        yield eid, i + n + m, i + n + m + size
+        i = i + n + m + size
+NAMES = {0x1549A966: "Info", 0x1654AE6B: "Tracks", 0x1254C367: "Tags", 0x1F43B675: "Cluster",
+         0x114D9B74: "SeekHead", 0xEC: "Void", 0x1C53BB6B: "Cues", 0xBF: "CRC-32"}
+def tag_names(b, s, e):
+    out = []
+    for _, ts, te in elements(b, s, e):
+        for sid, ss, se in elements(b, ts, te):
+            if sid == 0x67C8:
+                out += [b[ns:ne].decode() for nid, ns, ne in elements(b, ss, se) if nid == 0x45A3]
+    return out
+def structure(b):
+    """Per MKV document: its level-1 elements in order, Tags as their tag names."""
+    docs, i = [], 0
+    while i < len(b):
+        eid, n = vint(b, i, strip=False); size, m = vint(b, i + n)
+        start = i + n + m
+        if eid == 0x18538067:  # Segment: enter it (its size may be unknown)
+            i = start
+            continue
+        if eid == 0x1A45DFA3:
+            docs.append([])
+        else:
+            name = NAMES.get(eid, hex(eid))
+            if name == "Tags":
+                name += "(" + ",".join(t.replace("AWS_KINESISVIDEO_", "") for t in tag_names(b, start, start + size)) + ")"
+            docs[-1].append(name)
+        i = start + size
+    return docs
