@@ -164,7 +164,15 @@ pub struct Archive {
     numbers: FragmentNumbers,
     /// The live bus of each stream that has (or recently had) readers: each fragment, once its
     /// row is committed.
-    live: Mutex<HashMap<StreamId, broadcast::Sender<Arc<LiveFragment>>>>,
+    live: Mutex<LiveBuses>,
+}
+
+#[derive(Debug, Default)]
+struct LiveBuses {
+    buses: HashMap<StreamId, broadcast::Sender<Arc<LiveFragment>>>,
+    /// Buses nobody reads any more are dropped when a publish finds them, or, for streams that
+    /// stopped publishing (deleted, say), when the map has doubled since the last sweep.
+    sweep_at: usize,
 }
 
 impl Archive {
@@ -190,8 +198,12 @@ impl Archive {
     /// falls more than [`LIVE_BUS_CAPACITY`] fragments behind gets `Lagged` and must catch up
     /// from the catalog.
     pub fn subscribe(&self, stream: StreamId) -> broadcast::Receiver<Arc<LiveFragment>> {
-        let mut buses = self.live.lock().expect("live bus lock");
-        buses
+        let mut live = self.live.lock().expect("live bus lock");
+        if live.buses.len() >= live.sweep_at {
+            live.buses.retain(|_, bus| bus.receiver_count() > 0);
+            live.sweep_at = (2 * live.buses.len()).max(64);
+        }
+        live.buses
             .entry(stream)
             .or_insert_with(|| broadcast::channel(LIVE_BUS_CAPACITY).0)
             .subscribe()
@@ -199,7 +211,7 @@ impl Archive {
 
     /// Sends a fragment to its stream's live readers; forgets a bus nobody reads any more.
     fn publish(&self, fragment: LiveFragment) {
-        let mut buses = self.live.lock().expect("live bus lock");
+        let buses = &mut self.live.lock().expect("live bus lock").buses;
         if let Some(bus) = buses.get(&fragment.row.stream) {
             if bus.receiver_count() == 0 {
                 buses.remove(&fragment.row.stream);
@@ -384,7 +396,12 @@ mod tests {
         let elsewhere = archive.next_fragment_number(now);
         archive.append(fragment(other.id, elsewhere)).await.unwrap();
         assert!(live.try_recv().is_err(), "not to this stream's readers");
-        assert!(!archive.live.lock().unwrap().contains_key(&other.id));
+        assert!(!archive.live.lock().unwrap().buses.contains_key(&other.id));
+        // Buses of streams that stop publishing go once nobody reads them.
+        for id in 1000..1100 {
+            drop(archive.subscribe(StreamId(id)));
+        }
+        assert!(archive.live.lock().unwrap().buses.len() < 100);
         assert_eq!(
             catalog
                 .fragments_after(stream.id, None, u32::MAX, false)
