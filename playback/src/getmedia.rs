@@ -75,6 +75,7 @@ pub fn get_media(read: MediaRead) -> impl Stream<Item = Bytes> + Send {
         interleave: false,
         unyielded: 0,
         prefetch: None,
+        _active: ActiveReader::new(),
     };
     futures::stream::unfold(Some(state), |state| async move {
         let mut s = state?;
@@ -93,6 +94,15 @@ pub fn get_media(read: MediaRead) -> impl Stream<Item = Bytes> + Send {
             match s.next_fragment().await {
                 Ok(Some(item)) => match s.document(&item).await {
                     Ok(parts) => {
+                        let source = if matches!(item, Item::Live(_)) {
+                            "live"
+                        } else {
+                            "archive"
+                        };
+                        metrics::counter!("kinescope_getmedia_fragments_total", "source" => source)
+                            .increment(1);
+                        metrics::counter!("kinescope_getmedia_bytes_total")
+                            .increment(parts.iter().map(|b| b.len() as u64).sum());
                         s.last = Some(item.row().number.clone());
                         s.interleave = matches!(item, Item::Live(_));
                         s.unyielded = 0;
@@ -150,6 +160,24 @@ struct State {
     /// The next stored fragment's bytes, being read while the current one is sent (catch-up
     /// overlaps the store with the socket; a reader holds at most these two fragments).
     prefetch: Option<(FragmentNumber, JoinHandle<Result<Bytes, ArchiveError>>)>,
+    _active: ActiveReader,
+}
+
+/// Counts the read in `kinescope_getmedia_active_readers` while it lives (until its response
+/// ends or the client goes away).
+struct ActiveReader;
+
+impl ActiveReader {
+    fn new() -> Self {
+        metrics::gauge!("kinescope_getmedia_active_readers").increment(1.0);
+        Self
+    }
+}
+
+impl Drop for ActiveReader {
+    fn drop(&mut self) {
+        metrics::gauge!("kinescope_getmedia_active_readers").decrement(1.0);
+    }
 }
 
 impl State {
@@ -194,6 +222,7 @@ impl State {
                     self.queue.push_back(Item::Live(live));
                 }
                 Ok(Err(RecvError::Lagged(n))) => {
+                    metrics::counter!("kinescope_getmedia_lagged_total").increment(1);
                     tracing::info!(stream = %self.read.stream.info.stream_name, missed = n, "GetMedia reader fell behind; reading the archive");
                     self.catching_up = true;
                 }

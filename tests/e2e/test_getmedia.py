@@ -310,3 +310,28 @@ def test_simulated_cameras_with_live_viewers(srv):
     assert persisted >= 2 * 6
     assert viewed == 3 * persisted
     assert "missed 0, duplicated 0" in r.stdout
+
+
+def test_getmedia_metrics(srv):
+    """Readers are counted while they last (a reader that hangs up is released by the idle
+    timeout at the latest), fragments by source, bytes, and readers that fell behind the bus
+    (the stalled-reader test above made one)."""
+    import urllib3
+    def metrics():
+        text = urllib3.PoolManager().request("GET", srv.endpoint + "/metrics").data.decode()
+        return {l.rsplit(" ", 1)[0]: float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith("kinescope_getmedia")}
+    stream = new_stream(srv)
+    put(srv, stream, DATA)
+    conn, resp = raw_get_media(srv, stream, {"StartSelectorType": "EARLIEST"})
+    resp.read(1000)
+    m = metrics()
+    assert m["kinescope_getmedia_active_readers"] >= 1
+    assert m['kinescope_getmedia_fragments_total{source="archive"}'] > 0
+    assert m['kinescope_getmedia_fragments_total{source="live"}'] > 0
+    assert m["kinescope_getmedia_bytes_total"] > len(DATA)
+    assert m["kinescope_getmedia_lagged_total"] >= 1
+    conn.close()
+    deadline = time.time() + 5
+    while metrics()["kinescope_getmedia_active_readers"] > 0:
+        assert time.time() < deadline, "a closed reader is still counted"
+        time.sleep(0.2)
