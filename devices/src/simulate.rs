@@ -43,8 +43,9 @@ pub struct Report {
     pub persist_latencies: Vec<Duration>,
     /// Fragments the viewers received (each viewer counts each fragment it got).
     pub fragments_viewed: usize,
-    /// PERSISTED fragments some viewer did not receive, or received more than once.
+    /// PERSISTED fragments a viewer did not receive (counted per viewer).
     pub fragments_missed: usize,
+    /// Fragments a viewer received more than once (counted per viewer).
     pub fragments_duplicated: usize,
     /// Per viewed fragment, PERSISTED ACK at the device → its Cluster's first bytes at the
     /// viewer, in milliseconds, sorted; negative when the viewer was first (the server sends to
@@ -159,9 +160,30 @@ async fn device(
     for ack in upload.finish().await? {
         record(ack, &mut sent_at, &mut persisted, report).await;
     }
-    tokio::time::sleep(VIEWER_GRACE).await;
-    let _ = stop.send(true);
-    let mut r = report.lock().await;
+    if !viewers.is_empty() {
+        tokio::time::sleep(VIEWER_GRACE).await;
+        let _ = stop.send(true);
+        tally_viewers(
+            viewers,
+            index,
+            started,
+            &persisted,
+            &mut *report.lock().await,
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// Adds what each viewer of one device saw to the report: fragments received since the upload
+/// started, their latency from the PERSISTED ACK, and PERSISTED fragments missed or duplicated.
+async fn tally_viewers(
+    viewers: Vec<Viewer>,
+    device: usize,
+    started: Instant,
+    persisted: &HashMap<u64, Instant>,
+    r: &mut Report,
+) {
     for viewer in viewers {
         let seen = match viewer
             .await
@@ -169,7 +191,7 @@ async fn device(
         {
             Ok(Ok(seen)) => seen,
             Ok(Err(e)) | Err(e) => {
-                r.errors.push(format!("viewer of device {index}: {e}"));
+                r.errors.push(format!("viewer of device {device}: {e}"));
                 continue;
             }
         };
@@ -189,7 +211,6 @@ async fn device(
         r.fragments_missed += persisted.keys().filter(|t| !count.contains_key(t)).count();
         r.fragments_duplicated += count.values().filter(|&&n| n > 1).count();
     }
-    Ok(())
 }
 
 type Viewer = tokio::task::JoinHandle<Result<Vec<(u64, Instant)>, DeviceError>>;

@@ -93,21 +93,7 @@ pub fn get_media(read: MediaRead) -> impl Stream<Item = Bytes> + Send {
             }
             match s.next_fragment().await {
                 Ok(Some(item)) => match s.document(&item).await {
-                    Ok(parts) => {
-                        let source = if matches!(item, Item::Live(_)) {
-                            "live"
-                        } else {
-                            "archive"
-                        };
-                        metrics::counter!("kinescope_getmedia_fragments_total", "source" => source)
-                            .increment(1);
-                        metrics::counter!("kinescope_getmedia_bytes_total")
-                            .increment(parts.iter().map(|b| b.len() as u64).sum());
-                        s.last = Some(item.row().number.clone());
-                        s.interleave = matches!(item, Item::Live(_));
-                        s.unyielded = 0;
-                        s.pending.extend(parts);
-                    }
+                    Ok(parts) => s.send(&item, parts),
                     Err(e) => return s.fail(&item.row().number, e),
                 },
                 Ok(None) => return None,
@@ -236,6 +222,19 @@ impl State {
                 }
             }
         }
+    }
+
+    /// Queues a fragment's document to be handed out.
+    fn send(&mut self, item: &Item, parts: Vec<Bytes>) {
+        let live = matches!(item, Item::Live(_));
+        let source = if live { "live" } else { "archive" };
+        metrics::counter!("kinescope_getmedia_fragments_total", "source" => source).increment(1);
+        metrics::counter!("kinescope_getmedia_bytes_total")
+            .increment(parts.iter().map(|b| b.len() as u64).sum());
+        self.last = Some(item.row().number.clone());
+        self.interleave = live;
+        self.unyielded = 0;
+        self.pending.extend(parts);
     }
 
     async fn stream_exists(&self) -> bool {

@@ -1,9 +1,11 @@
 //! The official producers' uploads replayed over TLS by Kinescope's own Rust client
 //! (`kinescope-devices`), against the real binary with its generated CA: every cluster gets
 //! BUFFERING, RECEIVED and PERSISTED with its timecode, and the last one is PERSISTED before the
-//! client sends its final chunk (what the official SDK waits for). The binary is
+//! client sends its final chunk (what the official SDK waits for); then GetMedia, read by the
+//! same library over TLS, returns the same clusters frame for frame. The binary is
 //! $KINESCOPE_BIN, else target/debug/kinescope (`scripts/test` builds it first).
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -13,7 +15,7 @@ use bytes::Bytes;
 use kinescope_api::ack::{Ack, AckEvent};
 use kinescope_api::sigv4::Signer;
 use kinescope_api::{StreamName, Timestamp};
-use kinescope_devices::{Endpoint, PutMedia, PutMediaOptions};
+use kinescope_devices::{Endpoint, MediaStream, PutMedia, PutMediaOptions};
 use kinescope_media::mkv::{Event, Limits, MkvReader};
 
 const AK: &str = "AKIDEXAMPLE";
@@ -82,15 +84,15 @@ fn serve(data: &Path) -> (Server, String, PathBuf) {
     )
 }
 
-/// The cluster timecodes of an upload, by the media crate's reader.
-fn cluster_timecodes(data: &Bytes) -> Vec<u64> {
+/// The clusters of an upload (timecode, frames per track), by the media crate's reader.
+fn cluster_frames(data: &Bytes) -> Vec<(u64, BTreeMap<u64, u32>)> {
     let mut r = MkvReader::new(Limits::default());
     r.push(data.clone());
     r.finish();
     let mut out = Vec::new();
     while let Some(e) = r.poll() {
         if let Event::Fragment(f) = e.unwrap() {
-            out.push(f.timecode);
+            out.push((f.timecode, f.frames));
         }
     }
     out
@@ -117,7 +119,7 @@ async fn producer_uploads_over_tls_get_every_ack() {
     .enumerate()
     {
         let data = Bytes::from(std::fs::read(root().join("testdata/mkv").join(name)).unwrap());
-        let timecodes = cluster_timecodes(&data);
+        let timecodes: Vec<u64> = cluster_frames(&data).into_iter().map(|c| c.0).collect();
         let stream = StreamName::parse(&format!("tls-{i}")).unwrap();
         let body = format!(r#"{{"StreamName":"{stream}","DataRetentionInHours":1}}"#);
         endpoint.call("/createStream", &body, now()).await.unwrap();
@@ -171,6 +173,32 @@ async fn producer_uploads_over_tls_get_every_ack() {
             numbers.windows(2).all(|w| w[0] < w[1]),
             "{name}: numbers increase"
         );
+
+        // Read back over TLS with GetMedia from EARLIEST: the same clusters, frame for frame.
+        let mut media = MediaStream::open(
+            &endpoint,
+            &options.stream,
+            r#"{"StartSelectorType":"EARLIEST"}"#,
+            now(),
+        )
+        .await
+        .unwrap();
+        let mut reader = MkvReader::new(Limits::default());
+        let mut got = Vec::new();
+        while got.len() < timecodes.len() {
+            let chunk = tokio::time::timeout(Duration::from_secs(20), media.next())
+                .await
+                .expect("GetMedia keeps sending")
+                .unwrap()
+                .expect("response open");
+            reader.push(chunk);
+            while let Some(e) = reader.poll() {
+                if let Event::Fragment(f) = e.unwrap() {
+                    got.push((f.timecode, f.frames));
+                }
+            }
+        }
+        assert_eq!(got, cluster_frames(&data), "{name}: read back");
     }
     // A wrong secret is refused before any ACK.
     let bad = Endpoint::new(
