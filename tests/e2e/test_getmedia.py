@@ -241,18 +241,28 @@ STALL_SECONDS = 60
 def test_stalled_readers_cost_bounded_memory_and_miss_nothing(srv):
     """Two readers stop reading for 60 s while the producer uploads: one catching up from
     EARLIEST, one on the live tail (NOW). The server must neither read ahead nor queue fragments
-    for them: its RSS stays bounded. When they read on, each gets every fragment exactly once,
-    in order: the live reader, which fell behind its stream's live bus, from the archive."""
+    for them: its RSS stays bounded. A third reader that keeps reading is not held back: it has
+    every fragment by the end of the stall. When the stalled ones read on, each gets every
+    fragment exactly once, in order: the live one, which fell behind its stream's live bus, from
+    the archive."""
     stream = new_stream(srv)
     numbers = [a["FragmentNumber"] for a in put(srv, stream, DATA, start=1_700_000_000.0)]
     first_upload = len(numbers)
     rss = lambda: int(open(f"/proc/{srv.proc.pid}/status").read().split("VmRSS:")[1].split()[0]) * 1024
     readers = {sel: raw_get_media(srv, stream, {"StartSelectorType": sel}) for sel in ("EARLIEST", "NOW")}
     heads = {sel: resp.read(100) for sel, (_, resp) in readers.items()}
+    follower, followed = raw_get_media(srv, stream, {"StartSelectorType": "NOW"}), bytearray()
+
+    def follow():
+        while chunk := follower[1].read1(1 << 16):
+            followed.extend(chunk)
+
+    following = threading.Thread(target=follow)
+    following.start()
     before = peak = rss()
     deadline, i = time.time() + STALL_SECONDS, 1
     while time.time() < deadline:
-        # One upload (~2 MB, 10 fragments) a second, each after the last in producer time.
+        # One upload (~2 MB, 3 fragments) a second, each after the last in producer time.
         numbers += [a["FragmentNumber"] for a in put(srv, stream, DATA, start=1_700_000_000.0 + 10 * i)]
         i += 1
         peak = max(peak, rss())
@@ -261,10 +271,13 @@ def test_stalled_readers_cost_bounded_memory_and_miss_nothing(srv):
     print(f"{i - 1} uploads ({len(numbers)} fragments) during the stall; server RSS grew {grown / 2**20:.1f} MiB")
     assert i > 20
     assert grown < 24 * 2**20, f"RSS grew by {grown} bytes while the readers stalled"
+    time.sleep(0.5)
+    assert [t[0] for t in tags_of(bytes(followed))] == numbers[first_upload - 1:], "the follower kept up"
     # Read on (the 2 s idle timeout ran out long ago, but fragments are waiting: no early end);
     # each response ends 2 s after its last fragment.
     got = {sel: [t[0] for t in tags_of(heads[sel] + resp.read())] for sel, (_, resp) in readers.items()}
-    for conn, _ in readers.values():
+    following.join(10)
+    for conn, _ in [*readers.values(), follower]:
         conn.close()
     assert got["EARLIEST"] == numbers
     assert got["NOW"] == numbers[first_upload - 1:]
