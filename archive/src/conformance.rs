@@ -17,7 +17,8 @@ fn version(s: &str) -> Version {
     Version::parse(s).unwrap()
 }
 
-fn info(n: &str, created: i64) -> StreamInfo {
+/// A stream's record as a client would create it (also used by other tests of this crate).
+pub(crate) fn info(n: &str, created: i64) -> StreamInfo {
     let stream_name = name(n);
     StreamInfo {
         device_name: Some(DeviceName::parse("dev1").unwrap()),

@@ -300,8 +300,7 @@ impl Archive {
 mod tests {
     use super::*;
     use crate::{LocalStore, SqliteCatalog};
-    use kinescope_api::StreamName;
-    use kinescope_api::control::{StorageTier, StreamInfo, StreamStatus};
+    use kinescope_api::control::StorageTier;
     use kinescope_media::mkv::TrackHeader;
 
     #[tokio::test]
@@ -310,39 +309,21 @@ mod tests {
         let catalog: Arc<dyn Catalog> =
             Arc::new(SqliteCatalog::open(&dir.path().join("c.db")).await.unwrap());
         let store = Arc::new(LocalStore::open(dir.path().join("media")).unwrap());
-        let name = StreamName::parse("s").unwrap();
-        let info = StreamInfo {
-            device_name: None,
-            stream_arn: kinescope_api::StreamArn::new("us-west-2", "000000000000", &name, 1),
-            stream_name: name,
-            media_type: None,
-            kms_key_id: None,
-            version: kinescope_api::Version::parse("v").unwrap(),
-            status: StreamStatus::Active,
-            creation_time: Timestamp::from_millis(1),
-            data_retention_in_hours: 1,
+        let create = |name, created| {
+            let catalog = catalog.clone();
+            async move {
+                catalog
+                    .create_stream(
+                        &crate::conformance::info(name, created),
+                        StorageTier::Hot,
+                        &Default::default(),
+                    )
+                    .await
+                    .unwrap()
+            }
         };
-        let stream = catalog
-            .create_stream(&info, StorageTier::Hot, &Default::default())
-            .await
-            .unwrap();
-        let other = catalog
-            .create_stream(
-                &StreamInfo {
-                    stream_name: StreamName::parse("other").unwrap(),
-                    stream_arn: kinescope_api::StreamArn::new(
-                        "us-west-2",
-                        "000000000000",
-                        &StreamName::parse("other").unwrap(),
-                        2,
-                    ),
-                    ..info.clone()
-                },
-                StorageTier::Hot,
-                &Default::default(),
-            )
-            .await
-            .unwrap();
+        let stream = create("s", 1).await;
+        let other = create("other", 2).await;
         let archive = Archive::open(catalog.clone(), store.clone()).await.unwrap();
         let mut live = archive.subscribe(stream.id);
         let header_id = catalog.add_track_header(stream.id, b"hdr").await.unwrap();

@@ -163,34 +163,31 @@ async fn device(
     if !viewers.is_empty() {
         tokio::time::sleep(VIEWER_GRACE).await;
         let _ = stop.send(true);
-        tally_viewers(
-            viewers,
-            index,
-            started,
-            &persisted,
-            &mut *report.lock().await,
-        )
-        .await;
+        let mut seen = Vec::with_capacity(viewers.len());
+        for viewer in viewers {
+            seen.push(match viewer.await {
+                Ok(result) => result,
+                Err(e) => Err(DeviceError::Protocol(e.to_string())),
+            });
+        }
+        tally_viewers(seen, index, started, &persisted, &mut *report.lock().await);
     }
     Ok(())
 }
 
 /// Adds what each viewer of one device saw to the report: fragments received since the upload
 /// started, their latency from the PERSISTED ACK, and PERSISTED fragments missed or duplicated.
-async fn tally_viewers(
-    viewers: Vec<Viewer>,
+fn tally_viewers(
+    viewers: Vec<Result<Vec<(u64, Instant)>, DeviceError>>,
     device: usize,
     started: Instant,
     persisted: &HashMap<u64, Instant>,
     r: &mut Report,
 ) {
-    for viewer in viewers {
-        let seen = match viewer
-            .await
-            .map_err(|e| DeviceError::Protocol(e.to_string()))
-        {
-            Ok(Ok(seen)) => seen,
-            Ok(Err(e)) | Err(e) => {
+    for seen in viewers {
+        let seen = match seen {
+            Ok(seen) => seen,
+            Err(e) => {
                 r.errors.push(format!("viewer of device {device}: {e}"));
                 continue;
             }

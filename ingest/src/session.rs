@@ -337,6 +337,17 @@ mod tests {
     }
 
     /// Pushes `data` in chunks, one millisecond apart from t=1000; returns every output.
+    /// The last ACK among `out`.
+    fn last_ack(out: &[Output]) -> Ack {
+        out.iter()
+            .rev()
+            .find_map(|o| match o {
+                Output::Ack(a) => Some(a.clone()),
+                _ => None,
+            })
+            .expect("an ACK")
+    }
+
     fn run(s: &mut Session, data: &Bytes, chunk: usize) -> Vec<Output> {
         let mut out = Vec::new();
         for (i, start) in (0..data.len()).step_by(chunk).enumerate() {
@@ -478,17 +489,7 @@ mod tests {
             &fixture("producer-c-1.6.4_h264_aac_putmedia.mkv"),
             65536,
         );
-        let last = out
-            .iter()
-            .rev()
-            .find_map(|o| {
-                if let Output::Ack(a) = o {
-                    Some(a.clone())
-                } else {
-                    None
-                }
-            })
-            .unwrap();
+        let last = last_ack(&out);
         assert_eq!(
             last.error,
             Some(AckError::FragmentTimecodeLesserThanPrevious)
@@ -503,17 +504,7 @@ mod tests {
         };
         let mut s = relative_from_1000(limits, None);
         let out = run(&mut s, &fixture("kvssink-3.6.0_h264_putmedia.mkv"), 65536);
-        let last = out
-            .iter()
-            .rev()
-            .find_map(|o| {
-                if let Output::Ack(a) = o {
-                    Some(a.clone())
-                } else {
-                    None
-                }
-            })
-            .unwrap();
+        let last = last_ack(&out);
         assert_eq!(last.error.map(AckError::id), Some(4001));
         assert_eq!(last.fragment.map(|f| f.0), Some(1_795_770_758_570));
     }

@@ -41,13 +41,7 @@ fn read(data: &Bytes) -> (Vec<TrackHeader>, Vec<Fragment>, Vec<Event>) {
         .collect();
     let fragments = events
         .iter()
-        .filter_map(|e| {
-            if let Event::Fragment(f) = e {
-                Some(f.clone())
-            } else {
-                None
-            }
-        })
+        .filter_map(|e| e.fragment().cloned())
         .collect();
     (headers, fragments, events)
 }

@@ -16,7 +16,7 @@ use kinescope_api::ack::{Ack, AckEvent};
 use kinescope_api::sigv4::Signer;
 use kinescope_api::{StreamName, Timestamp};
 use kinescope_devices::{Endpoint, MediaStream, PutMedia, PutMediaOptions};
-use kinescope_media::mkv::{Event, Limits, MkvReader};
+use kinescope_media::mkv::{Limits, MkvReader};
 
 const AK: &str = "AKIDEXAMPLE";
 const SK: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
@@ -89,13 +89,10 @@ fn cluster_frames(data: &Bytes) -> Vec<(u64, BTreeMap<u64, u32>)> {
     let mut r = MkvReader::new(Limits::default());
     r.push(data.clone());
     r.finish();
-    let mut out = Vec::new();
-    while let Some(e) = r.poll() {
-        if let Event::Fragment(f) = e.unwrap() {
-            out.push((f.timecode, f.frames));
-        }
-    }
-    out
+    std::iter::from_fn(|| r.poll())
+        .filter_map(|e| e.unwrap().into_fragment())
+        .map(|f| (f.timecode, f.frames))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,7 +190,7 @@ async fn producer_uploads_over_tls_get_every_ack() {
                 .expect("response open");
             reader.push(chunk);
             while let Some(e) = reader.poll() {
-                if let Event::Fragment(f) = e.unwrap() {
+                if let Some(f) = e.unwrap().into_fragment() {
                     got.push((f.timecode, f.frames));
                 }
             }
