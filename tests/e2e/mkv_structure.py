@@ -1,22 +1,33 @@
 """The level-1 element structure of MKV documents (EBML RFC 8794, Matroska RFC 9559), as the
 tests compare it with the real service's GetMedia output: per document, the elements of its
 Segment in order, with Tags shown as the names of their SimpleTags. An unknown-size Segment
-(as KVS sends) ends where the next EBML header begins."""
+(as KVS sends) ends where the next EBML header begins. `vint` is the suite's one EBML
+variable-size integer reader."""
 
-import sys
-def vint(b, i, strip=True):
-    first = b[i]; n = 1; m = 0x80
-    while n <= 8 and not first & m: n += 1; m >>= 1
-    v = first & (m - 1) if strip else first
-    for k in range(1, n): v = (v << 8) | b[i + k]
-    return v, n
+
+def vint(b, i, marker=False):
+    """An EBML variable-size integer at `b[i]`: (value, length, is the unknown-size value).
+    With `marker` the length marker bit is kept (element IDs are written that way)."""
+    n = 1
+    while not b[i] & (0x80 >> (n - 1)):
+        n += 1
+    v = b[i] if marker else b[i] & (0xFF >> n)
+    for k in range(1, n):
+        v = (v << 8) | b[i + k]
+    return v, n, (not marker) and v == (1 << (7 * n)) - 1
+
+
 def elements(b, i, end):
     while i < end:
-        eid, n = vint(b, i, strip=False); size, m = vint(b, i + n)
+        eid, n, _ = vint(b, i, True); size, m, _ = vint(b, i + n)
         yield eid, i + n + m, i + n + m + size
         i = i + n + m + size
+
+
 NAMES = {0x1549A966: "Info", 0x1654AE6B: "Tracks", 0x1254C367: "Tags", 0x1F43B675: "Cluster",
          0x114D9B74: "SeekHead", 0xEC: "Void", 0x1C53BB6B: "Cues", 0xBF: "CRC-32"}
+
+
 def tag_names(b, s, e):
     out = []
     for _, ts, te in elements(b, s, e):
@@ -24,11 +35,13 @@ def tag_names(b, s, e):
             if sid == 0x67C8:
                 out += [b[ns:ne].decode() for nid, ns, ne in elements(b, ss, se) if nid == 0x45A3]
     return out
+
+
 def structure(b):
     """Per MKV document: its level-1 elements in order, Tags as their tag names."""
     docs, i = [], 0
     while i < len(b):
-        eid, n = vint(b, i, strip=False); size, m = vint(b, i + n)
+        eid, n, _ = vint(b, i, True); size, m, _ = vint(b, i + n)
         start = i + n + m
         if eid == 0x18538067:  # Segment: enter it (its size may be unknown)
             i = start

@@ -327,14 +327,21 @@ def test_simulated_cameras_with_live_viewers(srv):
 
 def test_getmedia_metrics(srv):
     """Readers are counted while they last (a reader that hangs up is released by the idle
-    timeout at the latest), fragments by source, bytes, and readers that fell behind the bus
-    (the stalled-reader test above made one)."""
+    timeout at the latest), fragments by source, bytes, and readers that fell behind the bus."""
     import urllib3
     def metrics():
         text = urllib3.PoolManager().request("GET", srv.endpoint + "/metrics").data.decode()
         return {l.rsplit(" ", 1)[0]: float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith("kinescope_getmedia")}
     stream = new_stream(srv)
     put(srv, stream, DATA)
+    # A live reader that does not read while 36 fragments (~25 MB) go by: more than its socket
+    # buffers and the stream's live bus hold, so it falls behind and reads on from the archive.
+    lagging, lagging_resp = raw_get_media(srv, stream, {"StartSelectorType": "NOW"})
+    lagging_resp.read(100)
+    for i in range(1, 13):
+        put(srv, stream, DATA, start=1_700_000_000.0 + 10 * i)
+    lagging_resp.read()
+    lagging.close()
     conn, resp = raw_get_media(srv, stream, {"StartSelectorType": "EARLIEST"})
     resp.read(1000)
     m = metrics()

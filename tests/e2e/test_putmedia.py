@@ -15,6 +15,7 @@ import uuid
 import pytest
 
 from conftest import AK, CRED_ARGS, ROOT, SK, start
+from mkv_structure import vint
 from putmedia_client import PutMedia
 
 MKV = ROOT / "testdata" / "mkv"
@@ -23,16 +24,6 @@ FIXTURES = [
     ("producer-c-1.6.4_h264_aac_putmedia.mkv", "RELATIVE"),
     ("kvssink-3.6.0_h264_putmedia.mkv", "ABSOLUTE"),
 ]
-
-
-def vint(b, i, marker=False):
-    n = 1
-    while not b[i] & (0x80 >> (n - 1)):
-        n += 1
-    v = b[i] if marker else b[i] & (0xFF >> n)
-    for k in range(1, n):
-        v = (v << 8) | b[i + k]
-    return v, n, (not marker) and v == (1 << (7 * n)) - 1
 
 
 def cluster_bodies(data):
@@ -320,6 +311,9 @@ def test_retention_zero_acks_received_but_stores_nothing(strict):
 
 def test_ingest_metrics(strict):
     import urllib3
+    from test_archived import put
+    put(strict, new_stream(strict), (MKV / "producer-c-1.6.4_h264_putmedia.mkv").read_bytes())
+    upload(strict, new_stream(strict), b"not mkv at all" * 10)
     m = urllib3.PoolManager().request("GET", strict.endpoint + "/metrics").data.decode()
     for name in ["kinescope_ingest_fragments_total", "kinescope_ingest_bytes_total", "kinescope_ingest_persist_seconds",
                  'kinescope_ingest_errors_total{error_id="4006"}', "kinescope_ingest_active_uploads"]:
