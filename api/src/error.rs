@@ -30,12 +30,16 @@ pub enum ErrorKind {
     MissingAuthenticationToken,
     /// SigV4: the access key id is not configured.
     UnrecognizedClient,
+    /// SigV4: `x-amz-content-sha256` is not the hash of the body received (spec §0.16).
+    ContentSha256Mismatch,
     /// No operation at this path.
     UnknownOperation,
     /// An operation exists at this path, but not with this HTTP method.
     MethodNotAllowed,
     /// The request body exceeds the bound for this operation.
     RequestEntityTooLarge,
+    /// The request's headers or body did not arrive in time.
+    RequestTimeout,
     /// An operation of the KVS model that Kinescope does not implement yet.
     NotImplemented,
     /// The server is shutting down or not ready.
@@ -66,9 +70,11 @@ impl ErrorKind {
             Self::IncompleteSignature => "IncompleteSignatureException",
             Self::MissingAuthenticationToken => "MissingAuthenticationTokenException",
             Self::UnrecognizedClient => "UnrecognizedClientException",
+            Self::ContentSha256Mismatch => "XAmzContentSHA256Mismatch",
             Self::UnknownOperation => "UnknownOperationException",
             Self::MethodNotAllowed => "MethodNotAllowedException",
             Self::RequestEntityTooLarge => "RequestEntityTooLargeException",
+            Self::RequestTimeout => "RequestTimeoutException",
             Self::NotImplemented => "NotImplementedException",
             Self::ServiceUnavailable => "ServiceUnavailableException",
             Self::InternalFailure => "InternalFailure",
@@ -86,6 +92,7 @@ impl ErrorKind {
             | Self::MissingAuthenticationToken
             | Self::UnrecognizedClient => 403,
             Self::MethodNotAllowed => 405,
+            Self::RequestTimeout => 408,
             Self::RequestEntityTooLarge => 413,
             Self::InternalFailure => 500,
             Self::NotImplemented => 501,
@@ -101,7 +108,8 @@ impl ErrorKind {
             Self::InvalidSignature
             | Self::IncompleteSignature
             | Self::MissingAuthenticationToken
-            | Self::UnrecognizedClient => "message",
+            | Self::UnrecognizedClient
+            | Self::ContentSha256Mismatch => "message",
             _ => "Message",
         }
     }

@@ -7,6 +7,11 @@
 //! signs `Host` without the port and signs `connection`, `transfer-encoding` and `user-agent`;
 //! streaming PutMedia is signed over the hash of the empty payload unless the client sends
 //! `x-amz-content-sha256` (whose value is then used verbatim, e.g. `UNSIGNED-PAYLOAD`).
+//!
+//! A buffered body is always hashed here, never taken from the client's word (spec §0.16): a
+//! signature that does not cover the body would let a captured request carry any other body.
+//! [`preflight`] runs the checks that need no body, so that a server refuses a stranger before
+//! reading (and buffering) what it sends.
 
 use std::collections::HashMap;
 
@@ -43,9 +48,12 @@ impl KeyStore {
 /// What the payload hash of a request is taken from.
 #[derive(Debug, Clone, Copy)]
 pub enum Payload<'a> {
-    /// A buffered body (JSON calls): its SHA-256.
+    /// A buffered body (JSON calls): its SHA-256, computed here. An `x-amz-content-sha256`
+    /// header must equal it.
     Body(&'a [u8]),
-    /// A streaming body (PutMedia): the hash of the empty string.
+    /// A streaming body (PutMedia): the header's literal (`UNSIGNED-PAYLOAD`,
+    /// `STREAMING-AWS4-HMAC-SHA256-PAYLOAD`) or the hash of the empty string. The signature then
+    /// binds the headers (stream, timestamps), not the media.
     Streaming,
 }
 
@@ -58,6 +66,9 @@ pub struct Request<'a> {
     /// The raw query string, without `?`.
     pub query: Option<&'a str>,
     pub headers: &'a HeaderMap,
+    /// The request's authority when it carries no `Host` header: HTTP/2's `:authority`, which
+    /// is what an HTTP/2 client signs as `host`.
+    pub authority: Option<&'a str>,
     pub payload: Payload<'a>,
 }
 
@@ -90,6 +101,10 @@ pub enum AuthError {
     },
     #[error("Credential should be scoped to correct service: '{SERVICE}'.")]
     WrongService,
+    /// `x-amz-content-sha256` is not the hash of the body received, or is a literal that only a
+    /// streaming body may use.
+    #[error("The provided 'x-amz-content-sha256' header does not match what was computed: {0}")]
+    ContentHashMismatch(String),
 }
 
 /// The identity a verified request was signed with.
@@ -99,15 +114,20 @@ pub struct Verified {
     pub region: String,
 }
 
-/// Verifies the request's `Authorization` header against `keys` at time `now`.
-pub fn verify(req: &Request<'_>, keys: &KeyStore, now: Timestamp) -> Result<Verified, AuthError> {
-    let auth = req.headers.get("authorization").ok_or(AuthError::Missing)?;
+/// The checks that need no body: a well-formed `Authorization` for this service from a known
+/// key, signed within the clock-skew window. Run it before reading a body; [`verify`] repeats it.
+pub fn preflight<'h>(
+    headers: &'h HeaderMap,
+    keys: &'h KeyStore,
+    now: Timestamp,
+) -> Result<Preflight<'h>, AuthError> {
+    let auth = headers.get("authorization").ok_or(AuthError::Missing)?;
     let auth = auth
         .to_str()
         .map_err(|_| AuthError::Incomplete("Authorization header is not ASCII".into()))?;
     let parsed = Authorization::parse(auth)?;
 
-    let amz_date = header_str(req.headers, "x-amz-date")
+    let amz_date = header_str(headers, "x-amz-date")
         .ok_or_else(|| AuthError::Incomplete("Missing X-Amz-Date header".into()))?;
     let signed_at = parse_amz_date(amz_date)
         .ok_or_else(|| AuthError::Incomplete(format!("Invalid X-Amz-Date '{amz_date}'")))?;
@@ -126,16 +146,33 @@ pub fn verify(req: &Request<'_>, keys: &KeyStore, now: Timestamp) -> Result<Veri
         ));
     }
     check_skew(amz_date, signed_at, now)?;
-
     let secret = keys
         .0
         .get(parsed.access_key)
         .ok_or(AuthError::UnknownAccessKey)?;
-    let payload_hash = match (header_str(req.headers, "x-amz-content-sha256"), req.payload) {
-        (Some(h), _) => h.to_owned(),
-        (None, Payload::Body(b)) => hex(digest::digest(&digest::SHA256, b).as_ref()),
-        (None, Payload::Streaming) => EMPTY_PAYLOAD_SHA256.to_owned(),
-    };
+    Ok(Preflight {
+        parsed,
+        amz_date,
+        secret,
+    })
+}
+
+/// A request whose headers passed [`preflight`]; only the signature remains to be checked.
+#[derive(Debug)]
+pub struct Preflight<'h> {
+    parsed: Authorization<'h>,
+    amz_date: &'h str,
+    secret: &'h str,
+}
+
+/// Verifies the request's `Authorization` header against `keys` at time `now`.
+pub fn verify(req: &Request<'_>, keys: &KeyStore, now: Timestamp) -> Result<Verified, AuthError> {
+    let Preflight {
+        parsed,
+        amz_date,
+        secret,
+    } = preflight(req.headers, keys, now)?;
+    let payload_hash = server_payload_hash(req.headers, req.payload)?;
     let canonical = canonical_request(req, &parsed.signed_headers, &payload_hash)?;
     let scope = format!(
         "{}/{}/{}/aws4_request",
@@ -154,6 +191,45 @@ pub fn verify(req: &Request<'_>, keys: &KeyStore, now: Timestamp) -> Result<Veri
         access_key: parsed.access_key.to_owned(),
         region: parsed.region.to_owned(),
     })
+}
+
+/// The payload hash the server signs over (spec §0.16): a buffered body's own SHA-256, which a
+/// present `x-amz-content-sha256` must equal; for a streaming body the header's literal or the
+/// empty-string hash.
+fn server_payload_hash(headers: &HeaderMap, payload: Payload<'_>) -> Result<String, AuthError> {
+    let claimed = headers.get("x-amz-content-sha256").map(|v| {
+        v.to_str()
+            .map_err(|_| AuthError::ContentHashMismatch("the header is not ASCII".into()))
+    });
+    let claimed = claimed.transpose()?;
+    match payload {
+        Payload::Body(body) => {
+            let actual = hex(digest::digest(&digest::SHA256, body).as_ref());
+            match claimed {
+                Some(c) if !c.eq_ignore_ascii_case(&actual) => {
+                    Err(AuthError::ContentHashMismatch(if is_literal(c) {
+                        format!("'{c}' is only accepted for streaming PutMedia bodies")
+                    } else {
+                        format!("the body's SHA-256 is {actual}")
+                    }))
+                }
+                _ => Ok(actual),
+            }
+        }
+        Payload::Streaming => match claimed {
+            None => Ok(EMPTY_PAYLOAD_SHA256.to_owned()),
+            Some(c) if is_literal(c) || c == EMPTY_PAYLOAD_SHA256 => Ok(c.to_owned()),
+            Some(c) => Err(AuthError::ContentHashMismatch(format!(
+                "'{c}' cannot be checked on a streaming body; sign PutMedia with \
+                 UNSIGNED-PAYLOAD, STREAMING-AWS4-HMAC-SHA256-PAYLOAD or the empty-string hash"
+            ))),
+        },
+    }
+}
+
+/// The payload-hash literals of SigV4 that stand for a body not hashed up front.
+fn is_literal(v: &str) -> bool {
+    v == "UNSIGNED-PAYLOAD" || v.starts_with("STREAMING-")
 }
 
 /// A key pair and region to sign requests with.
@@ -210,6 +286,7 @@ impl Signer {
             path,
             query,
             headers,
+            authority: None,
             payload,
         };
         let canonical = canonical_request(&req, &signed, &payload_hash)
@@ -362,18 +439,25 @@ fn canonical_request(
     out.push(b'\n');
     for name in signed_headers {
         let mut values = req.headers.get_all(*name).iter().peekable();
-        if values.peek().is_none() {
-            return Err(AuthError::Incomplete(format!(
-                "Signed header '{name}' is not present in the request"
-            )));
-        }
         out.extend_from_slice(name.as_bytes());
         out.push(b':');
-        for (i, v) in values.enumerate() {
-            if i > 0 {
-                out.push(b',');
+        match (values.peek(), req.authority) {
+            (None, Some(authority)) if *name == "host" => {
+                push_trimmed(&mut out, authority.as_bytes());
             }
-            push_trimmed(&mut out, v.as_bytes());
+            (None, _) => {
+                return Err(AuthError::Incomplete(format!(
+                    "Signed header '{name}' is not present in the request"
+                )));
+            }
+            _ => {
+                for (i, v) in values.enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    push_trimmed(&mut out, v.as_bytes());
+                }
+            }
         }
         out.push(b'\n');
     }
@@ -572,6 +656,7 @@ mod tests {
             path: &raw.path,
             query: raw.query.as_deref(),
             headers: &raw.headers,
+            authority: None,
             payload,
         };
         verify(&req, keys, now)
@@ -665,6 +750,7 @@ mod tests {
             path: &raw.path,
             query: None,
             headers: &raw.headers,
+            authority: None,
             payload: Payload::Body(&raw.body),
         };
         let at = |ms| verify(&req, &keys(SECRET), Timestamp::from_millis(ms));
@@ -731,12 +817,132 @@ mod tests {
                 path: "/putMedia",
                 query: None,
                 headers: &headers,
+                authority: None,
                 payload,
             };
             let v = verify(&req, &keys(SECRET), now).unwrap();
             assert_eq!(v.region, "eu-west-1");
             assert_eq!(verify(&req, &keys("other"), now), Err(AuthError::Mismatch));
         }
+    }
+
+    /// Signs `body` for `path` as botocore does (no `x-amz-content-sha256`), plus `extra` headers.
+    fn signed(path: &str, body: &[u8], extra: &[(&'static str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("host", HeaderValue::from_static("127.0.0.1:8443"));
+        headers.insert("content-type", HeaderValue::from_static("application/json"));
+        for (k, v) in extra {
+            headers.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        let signer = Signer {
+            access_key: ACCESS_KEY.into(),
+            secret: SECRET.into(),
+            region: "us-west-2".into(),
+        };
+        signer.sign("POST", path, None, &mut headers, Payload::Body(body), NOW);
+        headers
+    }
+
+    const NOW: Timestamp = Timestamp::from_millis(1_795_770_002_000);
+
+    fn verify_body(path: &str, headers: &HeaderMap, body: &[u8]) -> Result<Verified, AuthError> {
+        let payload = if path == "/putMedia" {
+            Payload::Streaming
+        } else {
+            Payload::Body(body)
+        };
+        let req = Request {
+            method: "POST",
+            path,
+            query: None,
+            headers,
+            authority: None,
+            payload,
+        };
+        verify(&req, &keys(SECRET), NOW)
+    }
+
+    fn sha256_hex(b: &[u8]) -> String {
+        hex(digest::digest(&digest::SHA256, b).as_ref())
+    }
+
+    #[test]
+    fn a_captured_signature_does_not_authorise_another_body() {
+        let original = br#"{"StreamARN":"arn:aws:kinesisvideo:us-west-2:000000000000:stream/a/1"}"#;
+        let other = br#"{"StreamARN":"arn:aws:kinesisvideo:us-west-2:000000000000:stream/b/2"}"#;
+        let headers = signed("/deleteStream", original, &[]);
+        assert!(verify_body("/deleteStream", &headers, original).is_ok());
+        // The replay of the issue: the signed headers plus an unsigned content hash that vouches
+        // for the original body, sent with another body.
+        let mut replay = headers.clone();
+        replay.insert(
+            "x-amz-content-sha256",
+            HeaderValue::from_str(&sha256_hex(original)).unwrap(),
+        );
+        assert!(matches!(
+            verify_body("/deleteStream", &replay, other),
+            Err(AuthError::ContentHashMismatch(_))
+        ));
+        // Without the header: the body is hashed, the signature fails.
+        assert_eq!(
+            verify_body("/deleteStream", &headers, other),
+            Err(AuthError::Mismatch)
+        );
+        // A matching header is fine, in either case of hex.
+        let mut honest = headers.clone();
+        honest.insert(
+            "x-amz-content-sha256",
+            HeaderValue::from_str(&sha256_hex(original).to_uppercase()).unwrap(),
+        );
+        assert!(verify_body("/deleteStream", &honest, original).is_ok());
+    }
+
+    #[test]
+    fn unsigned_payload_is_refused_on_buffered_bodies_and_taken_on_putmedia() {
+        let body = br#"{"StreamName":"s"}"#;
+        let literal = [("x-amz-content-sha256", "UNSIGNED-PAYLOAD")];
+        let headers = signed("/describeStream", body, &literal);
+        let r = verify_body("/describeStream", &headers, body);
+        assert!(
+            matches!(&r, Err(AuthError::ContentHashMismatch(m)) if m.contains("UNSIGNED-PAYLOAD")),
+            "{r:?}"
+        );
+        let headers = signed("/putMedia", b"", &literal);
+        assert!(verify_body("/putMedia", &headers, b"").is_ok());
+        let streaming = [("x-amz-content-sha256", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD")];
+        let headers = signed("/putMedia", b"", &streaming);
+        assert!(verify_body("/putMedia", &headers, b"").is_ok());
+        // A hash that cannot be checked on a streaming body is not taken on trust either.
+        let hash = sha256_hex(b"media");
+        let headers = signed("/putMedia", b"", &[("x-amz-content-sha256", &hash)]);
+        assert!(matches!(
+            verify_body("/putMedia", &headers, b"media"),
+            Err(AuthError::ContentHashMismatch(_))
+        ));
+    }
+
+    #[test]
+    fn http2_signs_the_authority_as_host() {
+        let body = b"{}";
+        let mut headers = signed("/listStreams", body, &[]);
+        headers.remove("host");
+        let req = |authority| Request {
+            method: "POST",
+            path: "/listStreams",
+            query: None,
+            headers: &headers,
+            authority,
+            payload: Payload::Body(body),
+        };
+        assert!(verify(&req(Some("127.0.0.1:8443")), &keys(SECRET), NOW).is_ok());
+        assert_eq!(
+            verify(&req(Some("127.0.0.1:9999")), &keys(SECRET), NOW),
+            Err(AuthError::Mismatch)
+        );
+        assert!(matches!(
+            verify(&req(None), &keys(SECRET), NOW),
+            Err(AuthError::Incomplete(_))
+        ));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The baselines of the benchmarks (`scripts/bench-control-plane`, `scripts/bench-ingest`): an
 //! axum "hello" endpoint, and `/sink`, which reads a request body and discards it, on the same
-//! HTTP stack as `kinescope serve` (axum on hyper via axum-server, plain HTTP, multi-threaded
-//! tokio). Prints its address, then serves until killed.
+//! HTTP stack as `kinescope serve` (axum on hyper-util's HTTP/1+2 server, plain HTTP,
+//! multi-threaded tokio), without the listener's connection bookkeeping. Prints its address, then serves until killed.
 
 use axum::Router;
 use axum::body::Body;
@@ -24,9 +24,7 @@ async fn main() -> std::io::Result<()> {
                 n.to_string()
             }),
         );
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     println!("http://{}", listener.local_addr()?);
-    axum_server::from_tcp(listener)?
-        .serve(app.into_make_service())
-        .await
+    axum::serve(listener, app).await
 }

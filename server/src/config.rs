@@ -119,6 +119,23 @@ pub struct ServeArgs {
     /// Seconds a GetMedia response waits for a new fragment before it ends.
     #[arg(long, env = "KINESCOPE_GETMEDIA_IDLE_TIMEOUT")]
     pub getmedia_idle_timeout: Option<u64>,
+    /// Most concurrent connections (default: from the file limit); at the cap, the oldest
+    /// connection without a request in progress is closed to admit a new one.
+    #[arg(long, env = "KINESCOPE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Seconds for a TLS handshake, for a request's headers, and for a JSON request body.
+    #[arg(long, env = "KINESCOPE_REQUEST_TIMEOUT")]
+    pub request_timeout: Option<u64>,
+    /// Seconds a kept-alive connection may wait for its next request.
+    #[arg(long, env = "KINESCOPE_KEEPALIVE_TIMEOUT")]
+    pub keepalive_timeout: Option<u64>,
+    /// Bytes of JSON request bodies buffered at once across the server.
+    #[arg(long, env = "KINESCOPE_BODY_BUDGET")]
+    pub body_budget: Option<usize>,
+    /// Offer HTTP/2 by ALPN over TLS (off: libcurl-based producers would take it and break).
+    #[arg(long, env = "KINESCOPE_ALPN_H2", value_parser = BoolishValueParser::new(),
+          num_args = 0..=1, default_missing_value = "true")]
+    pub alpn_h2: Option<bool>,
 }
 
 /// The configuration file: the same keys as the flags, plus several key pairs.
@@ -140,6 +157,11 @@ pub struct FileConfig {
     pub shutdown_timeout: Option<u64>,
     pub ingest_idle_limit: Option<u64>,
     pub getmedia_idle_timeout: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub request_timeout: Option<u64>,
+    pub keepalive_timeout: Option<u64>,
+    pub body_budget: Option<usize>,
+    pub alpn_h2: Option<bool>,
     #[serde(default)]
     pub credentials: Vec<KeyPair>,
 }
@@ -179,6 +201,12 @@ pub struct Config {
     pub shutdown_timeout_secs: u64,
     pub ingest_idle_limit_secs: u64,
     pub getmedia_idle_timeout_secs: u64,
+    /// `None`: derived from the file limit at start.
+    pub max_connections: Option<usize>,
+    pub request_timeout_secs: u64,
+    pub keepalive_timeout_secs: u64,
+    pub body_budget: usize,
+    pub alpn_h2: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -319,6 +347,14 @@ impl Config {
                 .getmedia_idle_timeout
                 .or(file.getmedia_idle_timeout)
                 .unwrap_or(10),
+            max_connections: args.max_connections.or(file.max_connections),
+            request_timeout_secs: args.request_timeout.or(file.request_timeout).unwrap_or(10),
+            keepalive_timeout_secs: args
+                .keepalive_timeout
+                .or(file.keepalive_timeout)
+                .unwrap_or(60),
+            body_budget: args.body_budget.or(file.body_budget).unwrap_or(32 << 20),
+            alpn_h2: args.alpn_h2.or(file.alpn_h2).unwrap_or(false),
         })
     }
 

@@ -19,6 +19,7 @@ use tracing::Instrument;
 
 use crate::auth::{Payload, Request as SignedRequest};
 use crate::error::KvsError;
+use crate::limits::{BodyReservation, Limits};
 use crate::secrets::request_id;
 use crate::state::AppState;
 use crate::{archived, control, putmedia};
@@ -188,54 +189,92 @@ fn operation_name(path: &str) -> String {
     })
 }
 
-/// Reads and bounds the body, then checks the signature over it. Streaming PutMedia is
-/// checked on its headers alone (spec §1.2) and its body is passed on unread.
+/// Authenticates an API request: first what needs no body (so a stranger's body is never
+/// read), then the body is read within the server-wide budget and the read timeout, and the
+/// signature is checked over it (spec §0.16). Streaming PutMedia is checked on its headers
+/// alone (spec §1.2) and its body is passed on unread.
 async fn authenticate(
     State(app): State<Arc<AppState>>,
     req: Request,
     next: Next,
 ) -> Result<Response, KvsError> {
     let (parts, body) = req.into_parts();
+    let refused = |e: ApiError| {
+        tracing::warn!(error = %e.kind.name(), message = %e.message, "request refused");
+        KvsError::from(e)
+    };
+    app.auth
+        .preflight(&parts.headers, app.clock.now())
+        .map_err(refused)?;
     let streaming = parts.uri.path() == "/putMedia";
-    let (body, bytes) = if streaming {
-        (body, None)
+    let (body, bytes, reservation) = if streaming {
+        (body, None, None)
     } else {
-        let declared = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > MAX_JSON_BODY as u64) {
-            return Err(too_large());
-        }
-        let bytes = axum::body::to_bytes(body, MAX_JSON_BODY)
-            .await
-            .map_err(|e| {
-                let limit = std::error::Error::source(&e)
-                    .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-                if limit {
-                    too_large()
-                } else {
-                    KvsError::new(
-                        ErrorKind::InvalidArgument,
-                        "could not read the request body",
-                    )
-                }
-            })?;
-        (Body::from(bytes.clone()), Some(bytes))
+        let (bytes, reservation) = read_body(&app.limits, &parts.headers, body).await?;
+        (Body::from(bytes.clone()), Some(bytes), Some(reservation))
     };
     let signed = SignedRequest {
         method: parts.method.as_str(),
         path: parts.uri.path(),
         query: parts.uri.query(),
         headers: &parts.headers,
+        authority: parts.uri.authority().map(|a| a.as_str()),
         payload: bytes.as_deref().map_or(Payload::Streaming, Payload::Body),
     };
-    if let Err(e) = app.auth.check(&signed, app.clock.now()) {
-        tracing::warn!(error = %e.kind.name(), message = %e.message, "request refused");
-        return Err(e.into());
+    app.auth.check(&signed, app.clock.now()).map_err(refused)?;
+    let response = next.run(Request::from_parts(parts, body)).await;
+    // The body counted against the budget until its handler was done with it.
+    drop(reservation);
+    Ok(response)
+}
+
+/// Reads a JSON body: at most [`MAX_JSON_BODY`], within the server's body budget (over it:
+/// `ClientLimitExceededException`, not a queue) and the read timeout.
+async fn read_body(
+    limits: &Limits,
+    headers: &axum::http::HeaderMap,
+    body: Body,
+) -> Result<(Bytes, BodyReservation), KvsError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_JSON_BODY as u64) {
+        return Err(too_large());
     }
-    Ok(next.run(Request::from_parts(parts, body)).await)
+    let size = declared.map_or(MAX_JSON_BODY, |n| n as usize);
+    let reservation = limits.reserve_body(size).ok_or_else(|| {
+        metrics::counter!("kinescope_http_body_budget_refusals_total").increment(1);
+        KvsError::new(
+            ErrorKind::ClientLimitExceeded,
+            "Too many request bodies are being received right now; retry with backoff.",
+        )
+    })?;
+    let read = tokio::time::timeout(limits.read_timeout, axum::body::to_bytes(body, size));
+    let bytes = read
+        .await
+        .map_err(|_| {
+            KvsError::new(
+                ErrorKind::RequestTimeout,
+                format!(
+                    "the request body did not arrive within {} s",
+                    limits.read_timeout.as_secs()
+                ),
+            )
+        })?
+        .map_err(|e| {
+            let limit = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if limit {
+                too_large()
+            } else {
+                KvsError::new(
+                    ErrorKind::InvalidArgument,
+                    "could not read the request body",
+                )
+            }
+        })?;
+    Ok((bytes, reservation))
 }
 
 fn too_large() -> KvsError {

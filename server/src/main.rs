@@ -7,6 +7,8 @@ mod config;
 mod control;
 mod error;
 mod http;
+mod limits;
+mod listener;
 mod putmedia;
 mod secrets;
 mod serve;

@@ -3,20 +3,18 @@
 //! stops accepting and gives in-flight requests `shutdown_timeout` to finish.
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum_server::Handle;
-use axum_server::accept::NoDelayAcceptor;
-use axum_server::tls_rustls::RustlsConfig;
 use kinescope_archive::{Archive, Catalog, Clock, LocalStore, SqliteCatalog, SystemClock};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 
 use crate::auth::{Auth, KeyStore};
 use crate::config::{Config, KeyPair, TlsMode, url_host};
+use crate::limits::Limits;
+use crate::listener::{self, ListenerConfig};
 use crate::secrets::load_or_generate_credentials;
 use crate::state::AppState;
 use crate::{http, tls};
@@ -77,20 +75,30 @@ pub async fn run(mut config: Config) -> Result<(), BoxError> {
         (Auth::SigV4(keys), Shown::Configured(ids))
     };
 
-    let listener = TcpListener::bind(config.listen)
+    // Every connection is a file descriptor: take all the process may have.
+    let file_limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "cannot raise the open-file limit");
+        1024
+    });
+    let max_connections = config
+        .max_connections
+        .unwrap_or_else(|| listener::default_max_connections(file_limit));
+    let listener = listener::bind(config.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let bound = listener.local_addr()?;
     let endpoint = config.endpoint(bound);
 
     let tls = match &config.tls {
         TlsMode::Off => None,
-        TlsMode::Files { cert, key } => Some((tls::server_config(cert, key)?, None)),
+        TlsMode::Files { cert, key } => {
+            Some((tls::server_config(cert, key, config.alpn_h2)?, None))
+        }
         TlsMode::Generated => {
             let sans = tls::subject_alt_names(bound.ip(), Some(url_host(&endpoint)));
             let today = clock.now().as_millis().div_euclid(86_400_000);
             let (chain, key) = tls::ensure_generated(&config.tls_dir(), &sans, today)?;
             Some((
-                tls::server_config(&chain, &key)?,
+                tls::server_config(&chain, &key, config.alpn_h2)?,
                 Some(config.tls_dir().join("ca.pem")),
             ))
         }
@@ -122,43 +130,38 @@ pub async fn run(mut config: Config) -> Result<(), BoxError> {
         metrics: Some(metrics),
         ingest_idle_limit: Duration::from_secs(config.ingest_idle_limit_secs),
         getmedia_idle: Duration::from_secs(config.getmedia_idle_timeout_secs),
+        limits: Limits::new(
+            config.body_budget,
+            Duration::from_secs(config.request_timeout_secs),
+        ),
     });
     let app = http::router(state.clone());
 
     let ca_file = tls.as_ref().and_then(|(_, ca)| ca.clone());
     print_banner(&config, &endpoint, ca_file.as_deref(), &shown);
 
-    let handle: Handle<std::net::SocketAddr> = Handle::new();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     let grace = Duration::from_secs(config.shutdown_timeout_secs);
-    tokio::spawn(shutdown_on_signal(handle.clone(), state, grace));
-    let service = app.into_make_service();
-    // TCP_NODELAY: ACK lines and small GetMedia writes go out at once, not after the peer's
-    // delayed ACK (Nagle's algorithm held some PERSISTED ACKs back by 40 ms).
-    match tls {
-        Some((server_config, _)) => {
-            axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(server_config))?
-                .map(|tls| tls.acceptor(NoDelayAcceptor::new()))
-                .handle(handle)
-                .serve(service)
-                .await?
-        }
-        None => {
-            axum_server::from_tcp(listener)?
-                .acceptor(NoDelayAcceptor::new())
-                .handle(handle)
-                .serve(service)
-                .await?
-        }
-    }
+    tokio::spawn(shutdown_on_signal(stop, state));
+    tracing::info!(max_connections, file_limit, "listening");
+    listener::serve(
+        listener,
+        tls.map(|(server_config, _)| tokio_rustls::TlsAcceptor::from(server_config)),
+        app,
+        ListenerConfig {
+            max_connections,
+            request_timeout: Duration::from_secs(config.request_timeout_secs),
+            keepalive_timeout: Duration::from_secs(config.keepalive_timeout_secs),
+        },
+        stopped,
+        grace,
+    )
+    .await;
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn shutdown_on_signal(
-    handle: Handle<std::net::SocketAddr>,
-    state: Arc<AppState>,
-    grace: Duration,
-) {
+async fn shutdown_on_signal(stop: tokio::sync::watch::Sender<bool>, state: Arc<AppState>) {
     let ctrl_c = tokio::signal::ctrl_c();
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
@@ -171,12 +174,9 @@ async fn shutdown_on_signal(
         _ = ctrl_c => {}
         _ = term.recv() => {}
     }
-    tracing::info!(
-        grace_secs = grace.as_secs(),
-        "shutting down: no new connections, finishing requests"
-    );
+    tracing::info!("shutting down: no new connections, finishing requests");
     state.shutting_down.store(true, Ordering::Relaxed);
-    handle.graceful_shutdown(Some(grace));
+    let _ = stop.send(true);
 }
 
 /// One block on stdout that a person can act on: where to connect, what to trust, how to sign.

@@ -30,4 +30,6 @@ pub struct AppState {
     pub ingest_idle_limit: std::time::Duration,
     /// A GetMedia response ends after this long without a new fragment.
     pub getmedia_idle: std::time::Duration,
+    /// Bounds on buffered request bodies.
+    pub limits: crate::limits::Limits,
 }

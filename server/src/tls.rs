@@ -128,7 +128,10 @@ pub fn subject_alt_names(listen: IpAddr, public_host: Option<&str>) -> Vec<Strin
 }
 
 /// A rustls server configuration from a PEM chain and key (HTTP/1.1 via ALPN).
-pub fn server_config(chain: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+/// With `h2`, HTTP/2 is offered by ALPN besides HTTP/1.1. It is off by default: libcurl-based
+/// producers (the KVS C producer, kvssink) take HTTP/2 when offered, and then drop the
+/// `transfer-encoding` and `connection` headers they signed (design/0010).
+pub fn server_config(chain: &Path, key: &Path, h2: bool) -> Result<Arc<ServerConfig>, TlsError> {
     let pem_err = |path: &Path| {
         let path = path.display().to_string();
         move |e: rustls::pki_types::pem::Error| TlsError::Pem {
@@ -152,7 +155,11 @@ pub fn server_config(chain: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsE
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(certs, key)?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = if h2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
     Ok(Arc::new(config))
 }
 
@@ -193,7 +200,7 @@ mod tests {
         let sans = subject_alt_names("127.0.0.1".parse().unwrap(), None);
         assert_eq!(sans, ["localhost", "127.0.0.1", "::1"]);
         let (chain, key) = ensure_generated(dir.path(), &sans, 20_000).unwrap();
-        server_config(&chain, &key).unwrap();
+        server_config(&chain, &key, false).unwrap();
         let ca = std::fs::read(dir.path().join("ca.pem")).unwrap();
         let leaf = std::fs::read(&chain).unwrap();
 

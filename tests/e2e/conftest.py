@@ -100,6 +100,18 @@ class Server:
         return r.returncode, r.stdout, r.stderr
 
 
+def signed_headers(server, path, body=b"{}", headers=None, method="POST", sk=SK):
+    """The headers botocore's SigV4Auth signs for `body` (as boto3 does: no
+    x-amz-content-sha256), for raw requests no SDK would send."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    req = AWSRequest(method=method, url=server.endpoint + path, data=body,
+                     headers={"Content-Type": "application/json", **(headers or {})})
+    SigV4Auth(Credentials(AK, sk), "kinesisvideo", REGION).add_auth(req)
+    return dict(req.headers.items())
+
+
 def start(tmp_path, *args, name="data", **kw):
     data = tmp_path / name
     return Server(data, ["--data-dir", str(data), "--listen", "127.0.0.1:0", *args], **kw)

@@ -21,16 +21,14 @@ import pytest
 import urllib3
 from botocore.config import Config
 
-from conftest import AK, BIN, CRED_ARGS, REGION, SK, Server, start
+from conftest import AK, BIN, CRED_ARGS, REGION, SK, Server, signed_headers, start
 
 
 def signed(server, path, body=b"{}", headers=None, method="POST", sk=SK):
     """A raw request signed like botocore signs it, for the cases no SDK would send."""
-    req = botocore.awsrequest.AWSRequest(method=method, url=server.endpoint + path, data=body,
-                                         headers={"Content-Type": "application/json", **(headers or {})})
-    botocore.auth.SigV4Auth(botocore.credentials.Credentials(AK, sk), "kinesisvideo", REGION).add_auth(req)
+    headers = signed_headers(server, path, body, headers, method, sk)
     http = urllib3.PoolManager(ca_certs=server.ca) if server.ca else urllib3.PoolManager()
-    return http.request(method, server.endpoint + path, body=body, headers=dict(req.headers), retries=False)
+    return http.request(method, server.endpoint + path, body=body, headers=headers, retries=False)
 
 
 def kvs_error(resp):
@@ -176,15 +174,24 @@ def raw_socket(server):
 
 
 def test_oversized_bodies_are_refused_before_they_are_read(server):
+    # Unsigned: refused before the body, whatever its size (issue 9).
     sock = raw_socket(server)
     sock.sendall(b"POST /createStream HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n{")
+    resp = sock.recv(65536).decode()
+    sock.close()
+    assert resp.startswith("HTTP/1.1 403"), resp
+    # Signed headers with an oversized body: refused before it is read.
+    head = "".join(f"{k}: {v}\r\n" for k, v in signed_headers(server, "/createStream").items()
+                   if k.lower() != "content-length").encode()
+    sock = raw_socket(server)
+    sock.sendall(b"POST /createStream HTTP/1.1\r\n" + head + b"Content-Length: 100000000\r\n\r\n{")
     resp = sock.recv(65536).decode()
     sock.close()
     assert resp.startswith("HTTP/1.1 413"), resp
     assert "x-amzn-errortype: requestentitytoolargeexception" in resp.lower()
     # A body without a declared length is bounded while it is read.
     sock = raw_socket(server)
-    sock.sendall(b"POST /createStream HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+    sock.sendall(b"POST /createStream HTTP/1.1\r\n" + head + b"Transfer-Encoding: chunked\r\n\r\n")
     chunk = b"{" + b" " * (1 << 16)
     try:
         for _ in range(20):

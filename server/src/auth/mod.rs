@@ -16,22 +16,40 @@ pub enum Auth {
 }
 
 impl Auth {
-    /// Checks the request; the error is the KVS-shaped 403 to send.
+    /// Checks what needs no body (a well-formed signature from a known key, in the skew window,
+    /// for this service): run before a body is read, so that strangers are not buffered.
+    pub fn preflight(
+        &self,
+        headers: &axum::http::HeaderMap,
+        now: Timestamp,
+    ) -> Result<(), ApiError> {
+        let Self::SigV4(keys) = self else {
+            return Ok(());
+        };
+        sigv4::preflight(headers, keys, now)
+            .map(|_| ())
+            .map_err(to_api)
+    }
+
+    /// Checks the request; the error is the KVS-shaped 4xx to send.
     pub fn check(&self, req: &Request<'_>, now: Timestamp) -> Result<(), ApiError> {
         let Self::SigV4(keys) = self else {
             return Ok(());
         };
-        sigv4::verify(req, keys, now).map(|_| ()).map_err(|e| {
-            let kind = match &e {
-                sigv4::AuthError::Missing => ErrorKind::MissingAuthenticationToken,
-                sigv4::AuthError::Incomplete(_) => ErrorKind::IncompleteSignature,
-                sigv4::AuthError::UnknownAccessKey => ErrorKind::UnrecognizedClient,
-                sigv4::AuthError::Mismatch
-                | sigv4::AuthError::Expired { .. }
-                | sigv4::AuthError::NotYetCurrent { .. }
-                | sigv4::AuthError::WrongService => ErrorKind::InvalidSignature,
-            };
-            ApiError::new(kind, e.to_string())
-        })
+        sigv4::verify(req, keys, now).map(|_| ()).map_err(to_api)
     }
+}
+
+fn to_api(e: sigv4::AuthError) -> ApiError {
+    let kind = match &e {
+        sigv4::AuthError::Missing => ErrorKind::MissingAuthenticationToken,
+        sigv4::AuthError::Incomplete(_) => ErrorKind::IncompleteSignature,
+        sigv4::AuthError::UnknownAccessKey => ErrorKind::UnrecognizedClient,
+        sigv4::AuthError::ContentHashMismatch(_) => ErrorKind::ContentSha256Mismatch,
+        sigv4::AuthError::Mismatch
+        | sigv4::AuthError::Expired { .. }
+        | sigv4::AuthError::NotYetCurrent { .. }
+        | sigv4::AuthError::WrongService => ErrorKind::InvalidSignature,
+    };
+    ApiError::new(kind, e.to_string())
 }
