@@ -171,6 +171,35 @@ def test_unsigned_bodies_are_refused_before_they_are_read(tmp_path):
         assert server.stop() == 0
 
 
+def preflight_cases(server):
+    """Requests refused on their headers alone, before any body is read: (headers, error)."""
+    good = signed_headers(server, "/describeStream", b"{}")
+    auth = good["Authorization"]
+    old = signed_headers(server, "/describeStream", b"{}")
+    old["X-Amz-Date"] = "20200101T000000Z"
+    old["Authorization"] = auth.replace(auth.split("/")[1], "20200101")
+    return [
+        ({k: v for k, v in good.items() if k != "Authorization"}, "MissingAuthenticationTokenException"),
+        ({**good, "Authorization": "AWS4-HMAC-SHA256 Credential=x"}, "IncompleteSignatureException"),
+        ({**good, "Authorization": auth.replace(AK, "AKIDUNKNOWN")}, "UnrecognizedClientException"),
+        ({**good, "Authorization": auth.replace("/kinesisvideo/", "/s3/")}, "InvalidSignatureException"),
+        (old, "InvalidSignatureException"),
+    ]
+
+
+def test_requests_are_refused_on_their_headers_before_the_body(server):
+    for headers, error in preflight_cases(server):
+        s = raw_connect(server)
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items() if k.lower() != "content-length")
+        # A 1 MiB body is declared and never sent: the answer cannot have waited for it.
+        s.sendall(f"POST /describeStream HTTP/1.1\r\n{head}Content-Length: 1048576\r\n\r\n".encode())
+        s.settimeout(5)
+        reply = s.recv(4096).decode()
+        s.close()
+        assert reply.startswith("HTTP/1.1 403"), (error, reply)
+        assert f"x-amzn-errortype: {error}" in reply, (error, reply)
+
+
 def test_body_budget_and_slow_bodies(tmp_path, name):
     server = start(tmp_path, *CRED_ARGS, "--no-tls", "--body-budget", str(2 * 1024 * 1024),
                    "--request-timeout", "3")
