@@ -116,7 +116,8 @@ pub struct ServeArgs {
     /// Seconds a PutMedia request may send nothing before it is ended (KVS: 30).
     #[arg(long, env = "KINESCOPE_INGEST_IDLE_LIMIT")]
     pub ingest_idle_limit: Option<u64>,
-    /// Seconds a GetMedia response waits for a new fragment before it ends.
+    /// Seconds a GetMedia response waits for a new fragment before it ends (KVS: 3; the AWS
+    /// SDKs' stalled-stream protection fails a read that is silent for 5 s).
     #[arg(long, env = "KINESCOPE_GETMEDIA_IDLE_TIMEOUT")]
     pub getmedia_idle_timeout: Option<u64>,
 }
@@ -318,7 +319,7 @@ impl Config {
             getmedia_idle_timeout_secs: args
                 .getmedia_idle_timeout
                 .or(file.getmedia_idle_timeout)
-                .unwrap_or(10),
+                .unwrap_or(3),
         })
     }
 
@@ -414,6 +415,7 @@ mod tests {
         assert!(c.credentials.is_empty());
         assert!(!c.allow_anonymous);
         assert_eq!(c.endpoint(c.listen), "https://127.0.0.1:8443");
+        assert_eq!(c.getmedia_idle_timeout_secs, 3, "KVS's GetMedia idle end");
     }
 
     #[test]
