@@ -1,8 +1,12 @@
 //! Request and response shapes of the archived-media APIs that read fragments
-//! (`spec/aws-models/kinesis-video-archived-media.json`, spec §5.1–5.2).
+//! (`spec/aws-models/kinesis-video-archived-media.json`, spec §5.1–5.2), with the model's
+//! constraints on the inputs.
 
 use serde::{Deserialize, Serialize};
 
+use crate::validation::{
+    FRAGMENT_NUMBER, Input, Member, Pattern, RESOURCE_ARN, STREAM_NAME, Shape, Str,
+};
 use crate::{FragmentNumber, StreamName, Timestamp};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -43,6 +47,57 @@ pub struct ListFragmentsInput {
     pub fragment_selector: Option<FragmentSelector>,
 }
 
+impl Input for ListFragmentsInput {
+    const SHAPE: Shape = Shape::Structure(&[
+        Member::optional("StreamName", &STREAM_NAME),
+        Member::optional("StreamARN", &RESOURCE_ARN),
+        Member::optional(
+            "MaxResults",
+            &Shape::Integer {
+                min: Some(1),
+                max: Some(1000),
+            },
+        ),
+        Member::optional(
+            "NextToken",
+            &Shape::String(Str {
+                min: 1,
+                max: 4096,
+                pattern: Some(Pattern {
+                    text: "[a-zA-Z0-9+/]+={0,2}",
+                    matches: is_base64,
+                }),
+            }),
+        ),
+        Member::optional(
+            "FragmentSelector",
+            &Shape::Structure(&[
+                Member::required(
+                    "FragmentSelectorType",
+                    &Shape::Enum(&["PRODUCER_TIMESTAMP", "SERVER_TIMESTAMP"]),
+                ),
+                Member::required(
+                    "TimestampRange",
+                    &Shape::Structure(&[
+                        Member::required("StartTimestamp", &Shape::Timestamp),
+                        Member::required("EndTimestamp", &Shape::Timestamp),
+                    ]),
+                ),
+            ]),
+        ),
+    ]);
+}
+
+/// `[a-zA-Z0-9+/]+={0,2}`, whole.
+fn is_base64(s: &str) -> bool {
+    let body = s.trim_end_matches('=');
+    !body.is_empty()
+        && s.len() - body.len() <= 2
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Fragment {
     #[serde(rename = "FragmentNumber")]
@@ -75,9 +130,50 @@ pub struct GetMediaForFragmentListInput {
     pub fragments: Vec<FragmentNumber>,
 }
 
+impl Input for GetMediaForFragmentListInput {
+    const SHAPE: Shape = Shape::Structure(&[
+        Member::optional("StreamName", &STREAM_NAME),
+        Member::optional("StreamARN", &RESOURCE_ARN),
+        Member::required(
+            "Fragments",
+            &Shape::List {
+                member: &FRAGMENT_NUMBER,
+                min: 1,
+                max: 1000,
+            },
+        ),
+    ]);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn violations_in_kvs_words() {
+        use crate::validation::parse;
+        let e = parse::<ListFragmentsInput>(
+            br#"{"StreamName":"s","MaxResults":0,"NextToken":"a=b","FragmentSelector":{"FragmentSelectorType":"SERVER_TIMESTAMP","TimestampRange":{"StartTimestamp":1}}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.message,
+            "3 validation errors detected: Value '0' at 'maxResults' failed to satisfy constraint: \
+             Member must have value greater than or equal to 1; Value 'a=b' at 'nextToken' failed \
+             to satisfy constraint: Member must satisfy regular expression pattern: \
+             [a-zA-Z0-9+/]+={0,2}; Value null at 'fragmentSelector.timestampRange.endTimestamp' \
+             failed to satisfy constraint: Member must not be null"
+        );
+        let e = parse::<GetMediaForFragmentListInput>(br#"{"StreamName":"s","Fragments":[]}"#)
+            .unwrap_err();
+        assert_eq!(
+            e.message,
+            "1 validation error detected: Value '[]' at 'fragments' failed to satisfy constraint: \
+             Member must have length greater than or equal to 1"
+        );
+        assert!(is_base64("QUJD") && is_base64("QUI=") && is_base64("QQ=="));
+        assert!(!is_base64("Q===") && !is_base64("==") && !is_base64("QU-I"));
+    }
 
     #[test]
     fn list_fragments_shapes() {

@@ -1,14 +1,19 @@
 //! Request and response shapes of the stream control plane (`spec/aws-models/kinesisvideo.json`,
-//! spec §2). Field names are the model's exact spelling; unknown fields are ignored, fields of the
-//! wrong type or out of their pattern fail to parse (`InvalidArgumentException`).
+//! spec §2). Field names are the model's exact spelling; unknown fields are ignored. Each input
+//! declares the model's constraints ([`Input::SHAPE`]), which requests are checked against
+//! before they parse.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::validation::{
+    Input, Member, Pattern, RESOURCE_ARN, STREAM_NAME, Shape, Str, TAG_KEY, TAG_KEY_LIST,
+    TAG_VALUE, TAGS, VERSION,
+};
 use crate::{
-    ApiName, DeviceName, KmsKeyId, MediaType, StreamArn, StreamName, TagKey, TagValue, Tags,
-    Timestamp, Version,
+    ApiName, DeviceName, ErrorKind, KmsKeyId, MediaType, StreamArn, StreamName, TagKey, TagValue,
+    Tags, Timestamp, Version,
 };
 
 /// Stream status; Kinescope streams are `ACTIVE` from creation until deletion.
@@ -108,23 +113,49 @@ pub struct CreateStreamInput {
     pub stream_storage_configuration: Option<StreamStorageConfiguration>,
 }
 
+impl Input for CreateStreamInput {
+    const SHAPE: Shape = Shape::Structure(&[
+        Member::optional("DeviceName", &DEVICE_NAME),
+        Member::required("StreamName", &STREAM_NAME),
+        Member::optional("MediaType", &MEDIA_TYPE),
+        Member::optional("KmsKeyId", &KMS_KEY_ID),
+        Member::optional(
+            "DataRetentionInHours",
+            &Shape::Integer {
+                min: Some(0),
+                max: None,
+            },
+        ),
+        Member::optional("Tags", &TAGS),
+        Member::optional(
+            "StreamStorageConfiguration",
+            &Shape::Structure(&[Member::required(
+                "DefaultStorageTier",
+                &Shape::Enum(&["HOT", "WARM"]),
+            )]),
+        ),
+    ]);
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct CreateStreamOutput {
     #[serde(rename = "StreamARN")]
     pub stream_arn: StreamArn,
 }
 
-/// The input of every operation that names one stream and nothing else
-/// (DescribeStream, ListTagsForStream).
 #[derive(Debug, Clone, Deserialize)]
-pub struct StreamRefInput {
+pub struct DescribeStreamInput {
     #[serde(rename = "StreamName")]
     pub stream_name: Option<StreamName>,
     #[serde(rename = "StreamARN")]
     pub stream_arn: Option<String>,
-    /// ListTagsForStream only; all tags fit in one page (≤ 50).
-    #[serde(rename = "NextToken")]
-    pub next_token: Option<String>,
+}
+
+impl Input for DescribeStreamInput {
+    const SHAPE: Shape = Shape::Structure(&[
+        Member::optional("StreamName", &STREAM_NAME),
+        Member::optional("StreamARN", &RESOURCE_ARN),
+    ]);
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -157,6 +188,26 @@ pub struct ListStreamsInput {
     pub stream_name_condition: Option<StreamNameCondition>,
 }
 
+impl Input for ListStreamsInput {
+    const SHAPE: Shape = Shape::Structure(&[
+        Member::optional(
+            "MaxResults",
+            &Shape::Integer {
+                min: Some(1),
+                max: Some(10_000),
+            },
+        ),
+        Member::optional("NextToken", &NEXT_TOKEN),
+        Member::optional(
+            "StreamNameCondition",
+            &Shape::Structure(&[
+                Member::optional("ComparisonOperator", &Shape::Enum(&["BEGINS_WITH"])),
+                Member::optional("ComparisonValue", &STREAM_NAME),
+            ]),
+        ),
+    ]);
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ListStreamsOutput {
     #[serde(rename = "StreamInfoList")]
@@ -173,6 +224,13 @@ pub struct DeleteStreamInput {
     pub current_version: Option<Version>,
 }
 
+impl Input for DeleteStreamInput {
+    const SHAPE: Shape = Shape::Structure(&[
+        Member::required("StreamARN", &RESOURCE_ARN),
+        Member::optional("CurrentVersion", &VERSION),
+    ]);
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct UpdateStreamInput {
     #[serde(rename = "StreamName")]
@@ -185,6 +243,16 @@ pub struct UpdateStreamInput {
     pub device_name: Option<DeviceName>,
     #[serde(rename = "MediaType")]
     pub media_type: Option<MediaType>,
+}
+
+impl Input for UpdateStreamInput {
+    const SHAPE: Shape = Shape::Structure(&[
+        Member::optional("StreamName", &STREAM_NAME),
+        Member::optional("StreamARN", &RESOURCE_ARN),
+        Member::required("CurrentVersion", &VERSION),
+        Member::optional("DeviceName", &DEVICE_NAME),
+        Member::optional("MediaType", &MEDIA_TYPE),
+    ]);
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -208,6 +276,25 @@ pub struct UpdateDataRetentionInput {
     pub data_retention_change_in_hours: u32,
 }
 
+impl Input for UpdateDataRetentionInput {
+    const SHAPE: Shape = Shape::Structure(&[
+        Member::optional("StreamName", &STREAM_NAME),
+        Member::optional("StreamARN", &RESOURCE_ARN),
+        Member::required("CurrentVersion", &VERSION),
+        Member::required(
+            "Operation",
+            &Shape::Enum(&["INCREASE_DATA_RETENTION", "DECREASE_DATA_RETENTION"]),
+        ),
+        Member::required(
+            "DataRetentionChangeInHours",
+            &Shape::Integer {
+                min: Some(1),
+                max: None,
+            },
+        ),
+    ]);
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct TagStreamInput {
     #[serde(rename = "StreamName")]
@@ -218,6 +305,18 @@ pub struct TagStreamInput {
     pub tags: Tags,
 }
 
+impl Input for TagStreamInput {
+    const SHAPE: Shape = Shape::Structure(&[
+        Member::optional("StreamARN", &RESOURCE_ARN),
+        Member::optional("StreamName", &STREAM_NAME),
+        Member::required("Tags", &TAGS),
+    ]);
+
+    fn violation_kind(path: &str) -> ErrorKind {
+        arn_format(path)
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct UntagStreamInput {
     #[serde(rename = "StreamName")]
@@ -226,6 +325,51 @@ pub struct UntagStreamInput {
     pub stream_arn: Option<String>,
     #[serde(rename = "TagKeyList")]
     pub tag_key_list: Vec<TagKey>,
+}
+
+impl Input for UntagStreamInput {
+    const SHAPE: Shape = Shape::Structure(&[
+        Member::optional("StreamARN", &RESOURCE_ARN),
+        Member::optional("StreamName", &STREAM_NAME),
+        Member::required("TagKeyList", &TAG_KEY_LIST),
+    ]);
+
+    fn violation_kind(path: &str) -> ErrorKind {
+        arn_format(path)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ListTagsForStreamInput {
+    #[serde(rename = "StreamName")]
+    pub stream_name: Option<StreamName>,
+    #[serde(rename = "StreamARN")]
+    pub stream_arn: Option<String>,
+    /// All tags fit in one page (≤ 50).
+    #[serde(rename = "NextToken")]
+    pub next_token: Option<String>,
+}
+
+impl Input for ListTagsForStreamInput {
+    const SHAPE: Shape = Shape::Structure(&[
+        Member::optional("NextToken", &NEXT_TOKEN),
+        Member::optional("StreamARN", &RESOURCE_ARN),
+        Member::optional("StreamName", &STREAM_NAME),
+    ]);
+
+    fn violation_kind(path: &str) -> ErrorKind {
+        arn_format(path)
+    }
+}
+
+/// The stream tagging operations answer a malformed `StreamARN` with
+/// `InvalidResourceFormatException`, as their model says.
+fn arn_format(path: &str) -> ErrorKind {
+    if path == "streamARN" {
+        ErrorKind::InvalidResourceFormat
+    } else {
+        ErrorKind::InvalidArgument
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -251,6 +395,23 @@ pub struct TagResourceInput {
     pub tags: Vec<Tag>,
 }
 
+impl Input for TagResourceInput {
+    const SHAPE: Shape = Shape::Structure(&[
+        Member::required("ResourceARN", &RESOURCE_ARN),
+        Member::required(
+            "Tags",
+            &Shape::List {
+                member: &Shape::Structure(&[
+                    Member::required("Key", &TAG_KEY),
+                    Member::required("Value", &TAG_VALUE),
+                ]),
+                min: 1,
+                max: 50,
+            },
+        ),
+    ]);
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct UntagResourceInput {
     #[serde(rename = "ResourceARN")]
@@ -259,12 +420,26 @@ pub struct UntagResourceInput {
     pub tag_key_list: Vec<TagKey>,
 }
 
+impl Input for UntagResourceInput {
+    const SHAPE: Shape = Shape::Structure(&[
+        Member::required("ResourceARN", &RESOURCE_ARN),
+        Member::required("TagKeyList", &TAG_KEY_LIST),
+    ]);
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct ListTagsForResourceInput {
     #[serde(rename = "ResourceARN")]
     pub resource_arn: String,
     #[serde(rename = "NextToken")]
     pub next_token: Option<String>,
+}
+
+impl Input for ListTagsForResourceInput {
+    const SHAPE: Shape = Shape::Structure(&[
+        Member::optional("NextToken", &NEXT_TOKEN),
+        Member::required("ResourceARN", &RESOURCE_ARN),
+    ]);
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -277,11 +452,71 @@ pub struct GetDataEndpointInput {
     pub api_name: ApiName,
 }
 
+impl Input for GetDataEndpointInput {
+    const SHAPE: Shape = Shape::Structure(&[
+        Member::optional("StreamName", &STREAM_NAME),
+        Member::optional("StreamARN", &RESOURCE_ARN),
+        Member::required(
+            "APIName",
+            &Shape::Enum(&[
+                "PUT_MEDIA",
+                "GET_MEDIA",
+                "LIST_FRAGMENTS",
+                "GET_MEDIA_FOR_FRAGMENT_LIST",
+                "GET_HLS_STREAMING_SESSION_URL",
+                "GET_DASH_STREAMING_SESSION_URL",
+                "GET_CLIP",
+                "GET_IMAGES",
+            ]),
+        ),
+    ]);
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct GetDataEndpointOutput {
     #[serde(rename = "DataEndpoint")]
     pub data_endpoint: String,
 }
+
+const DEVICE_NAME: Shape = Shape::String(Str {
+    min: 1,
+    max: 128,
+    pattern: Some(Pattern {
+        text: "[a-zA-Z0-9_.-]+",
+        matches: crate::names::is_name,
+    }),
+});
+
+const MEDIA_TYPE: Shape = Shape::String(Str {
+    min: 1,
+    max: 128,
+    pattern: Some(Pattern {
+        text: "[\\w\\-\\.\\+]+/[\\w\\-\\.\\+]+(,[\\w\\-\\.\\+]+/[\\w\\-\\.\\+]+)*",
+        matches: crate::names::is_media_type,
+    }),
+});
+
+const KMS_KEY_ID: Shape = Shape::String(Str {
+    min: 1,
+    max: 2048,
+    pattern: Some(Pattern {
+        text: ".+",
+        matches: |s| !s.is_empty() && !s.contains(['\n', '\r', '\u{85}', '\u{2028}', '\u{2029}']),
+    }),
+});
+
+/// The control plane's `NextToken`.
+const NEXT_TOKEN: Shape = Shape::String(Str {
+    min: 0,
+    max: 1024,
+    pattern: Some(Pattern {
+        text: "[a-zA-Z0-9+/=]*",
+        matches: |s| {
+            s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=')
+        },
+    }),
+});
 
 /// The empty output `{}` of the mutating operations.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -315,6 +550,72 @@ mod tests {
                 serde_json::from_str::<CreateStreamInput>(body).is_err(),
                 "{body}"
             );
+        }
+    }
+
+    #[test]
+    fn violations_in_kvs_words() {
+        use crate::ErrorKind;
+        use crate::validation::parse;
+        let e = parse::<DeleteStreamInput>(b"{}").unwrap_err();
+        assert_eq!(
+            e.message,
+            "1 validation error detected: Value null at 'streamARN' failed to satisfy constraint: \
+             Member must not be null"
+        );
+        let long = "a".repeat(257);
+        let e = parse::<CreateStreamInput>(
+            format!(r#"{{"StreamName": "{long}", "DataRetentionInHours": -1}}"#).as_bytes(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.message,
+            format!(
+                "2 validation errors detected: Value '{long}' at 'streamName' failed to satisfy \
+                 constraint: Member must have length less than or equal to 256; Value '-1' at \
+                 'dataRetentionInHours' failed to satisfy constraint: Member must have value \
+                 greater than or equal to 0"
+            )
+        );
+        let e = parse::<GetDataEndpointInput>(br#"{"StreamName": "s", "APIName": "NOPE"}"#)
+            .unwrap_err();
+        assert!(
+            e.message.ends_with(
+                "at 'aPIName' failed to satisfy constraint: Member must satisfy enum value set: \
+                 [PUT_MEDIA, GET_MEDIA, LIST_FRAGMENTS, GET_MEDIA_FOR_FRAGMENT_LIST, \
+                 GET_HLS_STREAMING_SESSION_URL, GET_DASH_STREAMING_SESSION_URL, GET_CLIP, GET_IMAGES]"
+            ),
+            "{}",
+            e.message
+        );
+        let e = parse::<TagResourceInput>(
+            br#"{"ResourceARN": "arn:aws:kinesisvideo:r:1:stream/s/1", "Tags": [{"Key": "k"}]}"#,
+        )
+        .unwrap_err();
+        assert!(
+            e.message
+                .contains("Value null at 'tags.1.member.value' failed to satisfy constraint"),
+            "{}",
+            e.message
+        );
+        // A malformed ARN is InvalidResourceFormatException on the stream tagging operations.
+        let bad_arn = br#"{"StreamARN": "arn:aws:kinesisvideo:us-west-2:1:stream/x"}"#;
+        let e = parse::<ListTagsForStreamInput>(bad_arn).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidResourceFormat);
+        let e = parse::<DescribeStreamInput>(bad_arn).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidArgument);
+        // Every enum value of the model parses.
+        for op in ["INCREASE_DATA_RETENTION", "DECREASE_DATA_RETENTION"] {
+            let body = format!(
+                r#"{{"StreamName":"s","CurrentVersion":"v1","Operation":"{op}","DataRetentionChangeInHours":1}}"#
+            );
+            assert!(parse::<UpdateDataRetentionInput>(body.as_bytes()).is_ok());
+        }
+        for tier in ["HOT", "WARM"] {
+            let body = format!(
+                r#"{{"StreamName":"s","StreamStorageConfiguration":{{"DefaultStorageTier":"{tier}"}}}}"#
+            );
+            assert!(parse::<CreateStreamInput>(body.as_bytes()).is_ok());
         }
     }
 

@@ -13,6 +13,7 @@ pub mod media;
 mod names;
 pub mod sigv4;
 mod time;
+pub mod validation;
 
 pub use error::{ApiError, ErrorKind};
 pub use names::{

@@ -1,7 +1,11 @@
-//! GetMedia's request shape (`spec/aws-models/kinesis-video-media.json`, spec §4).
+//! GetMedia's request shape and its constraints (`spec/aws-models/kinesis-video-media.json`,
+//! spec §4).
 
 use serde::Deserialize;
 
+use crate::validation::{
+    FRAGMENT_NUMBER, GET_MEDIA_ARN, Input, Member, Pattern, STREAM_NAME, Shape, Str,
+};
 use crate::{FragmentNumber, StreamName, Timestamp};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -39,6 +43,47 @@ pub struct GetMediaInput {
     pub start_selector: StartSelector,
 }
 
+impl Input for GetMediaInput {
+    const SHAPE: Shape = Shape::Structure(&[
+        Member::optional("StreamName", &STREAM_NAME),
+        Member::optional("StreamARN", &GET_MEDIA_ARN),
+        Member::required(
+            "StartSelector",
+            &Shape::Structure(&[
+                Member::required(
+                    "StartSelectorType",
+                    &Shape::Enum(&[
+                        "FRAGMENT_NUMBER",
+                        "SERVER_TIMESTAMP",
+                        "PRODUCER_TIMESTAMP",
+                        "NOW",
+                        "EARLIEST",
+                        "CONTINUATION_TOKEN",
+                    ]),
+                ),
+                Member::optional("AfterFragmentNumber", &FRAGMENT_NUMBER),
+                Member::optional("StartTimestamp", &Shape::Timestamp),
+                Member::optional(
+                    "ContinuationToken",
+                    &Shape::String(Str {
+                        min: 1,
+                        max: 128,
+                        pattern: Some(Pattern {
+                            text: "^[a-zA-Z0-9_\\.\\-]+$",
+                            matches: |s| {
+                                !s.is_empty()
+                                    && s.bytes().all(|b| {
+                                        b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')
+                                    })
+                            },
+                        }),
+                    }),
+                ),
+            ]),
+        ),
+    ]);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,5 +98,41 @@ mod tests {
         let i: GetMediaInput = serde_json::from_str(r#"{"StreamName":"s","StartSelector":{"StartSelectorType":"CONTINUATION_TOKEN","ContinuationToken":"0123"}}"#).unwrap();
         assert_eq!(i.start_selector.continuation_token.as_deref(), Some("0123"));
         assert!(serde_json::from_str::<GetMediaInput>(r#"{"StreamName":"s"}"#).is_err());
+    }
+
+    #[test]
+    fn violations_in_kvs_words() {
+        let e = crate::validation::parse::<GetMediaInput>(
+            br#"{"StreamName": "s", "StartSelector": {"StartSelectorType": "BOGUS"}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.message,
+            "1 validation error detected: Value 'BOGUS' at 'startSelector.startSelectorType' \
+             failed to satisfy constraint: Member must satisfy enum value set: [FRAGMENT_NUMBER, \
+             SERVER_TIMESTAMP, PRODUCER_TIMESTAMP, NOW, EARLIEST, CONTINUATION_TOKEN]"
+        );
+        let e = crate::validation::parse::<GetMediaInput>(br#"{"StreamName": "s"}"#).unwrap_err();
+        assert_eq!(
+            e.message,
+            "1 validation error detected: Value null at 'startSelector' failed to satisfy \
+             constraint: Member must not be null"
+        );
+        // Every selector type of the model parses.
+        for t in [
+            "FRAGMENT_NUMBER",
+            "SERVER_TIMESTAMP",
+            "PRODUCER_TIMESTAMP",
+            "NOW",
+            "EARLIEST",
+            "CONTINUATION_TOKEN",
+        ] {
+            let body =
+                format!(r#"{{"StreamName":"s","StartSelector":{{"StartSelectorType":"{t}"}}}}"#);
+            assert!(
+                crate::validation::parse::<GetMediaInput>(body.as_bytes()).is_ok(),
+                "{t}"
+            );
+        }
     }
 }

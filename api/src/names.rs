@@ -14,13 +14,29 @@ fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')
 }
 
+/// `[a-zA-Z0-9_.-]+`, the stream and device name pattern.
+pub(crate) fn is_name(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(is_name_char)
+}
+
+/// `[\w\-\.\+]+/[\w\-\.\+]+(,[\w\-\.\+]+/[\w\-\.\+]+)*`, the media type pattern.
+pub(crate) fn is_media_type(s: &str) -> bool {
+    s.split(',').all(|pair| {
+        let mut parts = pair.split('/');
+        let (Some(t), Some(st), None) = (parts.next(), parts.next(), parts.next()) else {
+            return false;
+        };
+        !t.is_empty() && !st.is_empty() && t.chars().chain(st.chars()).all(is_mime_char)
+    })
+}
+
 /// `[\w\-\.\+]`, one side of a `type/subtype` MIME pair.
 fn is_mime_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '+')
 }
 
 /// `[\p{L}\p{Z}\p{N}_.:/=+\-@]`, the tag key and value alphabet.
-fn is_tag_char(c: char) -> bool {
+pub(crate) fn is_tag_char(c: char) -> bool {
     c.is_alphanumeric() || (c.is_whitespace() && !c.is_control()) || "_.:/=+-@".contains(c)
 }
 
@@ -80,7 +96,7 @@ string_newtype!(
     StreamName,
     |s| {
         check_len("StreamName", s, 1, 256)?;
-        if !s.chars().all(is_name_char) || s == "." || s == ".." {
+        if !is_name(s) || s == "." || s == ".." {
             return Err(ApiError::invalid_argument(format!(
                 "StreamName '{s}' must match [a-zA-Z0-9_.-]+"
             )));
@@ -94,7 +110,7 @@ string_newtype!(
     DeviceName,
     |s| {
         check_len("DeviceName", s, 1, 128)?;
-        if !s.chars().all(is_name_char) {
+        if !is_name(s) {
             return Err(ApiError::invalid_argument(format!(
                 "DeviceName '{s}' must match [a-zA-Z0-9_.-]+"
             )));
@@ -108,13 +124,7 @@ string_newtype!(
     MediaType,
     |s| {
         check_len("MediaType", s, 1, 128)?;
-        let ok = s.split(',').all(|pair| {
-            let mut parts = pair.split('/');
-            let (Some(t), Some(st), None) = (parts.next(), parts.next(), parts.next()) else {
-                return false;
-            };
-            !t.is_empty() && !st.is_empty() && t.chars().chain(st.chars()).all(is_mime_char)
-        });
+        let ok = is_media_type(s);
         if !ok {
             return Err(ApiError::invalid_argument(format!(
                 "MediaType '{s}' must be type/subtype pairs separated by commas"

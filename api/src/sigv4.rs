@@ -394,13 +394,16 @@ fn parse_amz_date(s: &str) -> Option<Timestamp> {
     };
     let (y, mo, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
     let (h, mi, sec) = (num(9..11)?, num(11..13)?, num(13..15)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
-        return None;
-    }
-    let days = civil::days_from_civil(y, mo as u32, d as u32);
-    Some(Timestamp::from_millis(
-        ((days * 24 + h) * 60 + mi) * 60_000 + sec * 1000,
-    ))
+    let small = |v: i64| u32::try_from(v).ok();
+    civil::timestamp(
+        y,
+        small(mo)?,
+        small(d)?,
+        small(h)?,
+        small(mi)?,
+        small(sec)?,
+        0,
+    )
 }
 
 fn check_skew(amz_date: &str, signed_at: Timestamp, now: Timestamp) -> Result<(), AuthError> {
@@ -960,6 +963,8 @@ mod tests {
             Some(Timestamp::from_millis(1000))
         );
         assert_eq!(parse_amz_date("20261127T090002"), None);
+        assert_eq!(parse_amz_date("20200231T000000Z"), None, "no such day");
+        assert!(parse_amz_date("20200229T000000Z").is_some(), "a leap day");
         assert_eq!(parse_amz_date("2026-1127T090002Z"), None);
     }
 }

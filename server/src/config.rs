@@ -116,7 +116,8 @@ pub struct ServeArgs {
     /// Seconds a PutMedia request may send nothing before it is ended (KVS: 30).
     #[arg(long, env = "KINESCOPE_INGEST_IDLE_LIMIT")]
     pub ingest_idle_limit: Option<u64>,
-    /// Seconds a GetMedia response waits for a new fragment before it ends.
+    /// Seconds a GetMedia response waits for a new fragment before it ends (KVS: 3; the AWS
+    /// SDKs' stalled-stream protection fails a read that is silent for 5 s).
     #[arg(long, env = "KINESCOPE_GETMEDIA_IDLE_TIMEOUT")]
     pub getmedia_idle_timeout: Option<u64>,
     /// Most concurrent connections (default: from the file limit); at the cap, the oldest
@@ -346,7 +347,7 @@ impl Config {
             getmedia_idle_timeout_secs: args
                 .getmedia_idle_timeout
                 .or(file.getmedia_idle_timeout)
-                .unwrap_or(10),
+                .unwrap_or(3),
             max_connections: args.max_connections.or(file.max_connections),
             request_timeout_secs: args.request_timeout.or(file.request_timeout).unwrap_or(10),
             keepalive_timeout_secs: args
@@ -450,6 +451,7 @@ mod tests {
         assert!(c.credentials.is_empty());
         assert!(!c.allow_anonymous);
         assert_eq!(c.endpoint(c.listen), "https://127.0.0.1:8443");
+        assert_eq!(c.getmedia_idle_timeout_secs, 3, "KVS's GetMedia idle end");
     }
 
     #[test]

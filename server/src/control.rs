@@ -1,7 +1,8 @@
 //! The stream control plane (spec §2, `spec/aws-models/kinesisvideo.json`): CreateStream,
 //! DescribeStream, ListStreams, UpdateStream, DeleteStream, UpdateDataRetention, the stream and
-//! resource tagging operations and GetDataEndpoint. Handlers validate what the types cannot,
-//! then make one catalog call.
+//! resource tagging operations and GetDataEndpoint. The model's constraints are checked as the
+//! input parses ([`KvsJson`]); handlers check what the model does not say, then make one
+//! catalog call.
 
 use axum::Json;
 use axum::extract::State;
@@ -9,13 +10,14 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use kinescope_api::control::{
     ComparisonOperator, CreateStreamInput, CreateStreamOutput, DeleteStreamInput,
-    DescribeStreamOutput, Empty, GetDataEndpointInput, GetDataEndpointOutput, ListStreamsInput,
-    ListStreamsOutput, ListTagsForResourceInput, ListTagsOutput, RetentionOperation, StorageTier,
-    StreamInfo, StreamRefInput, StreamStatus, TagResourceInput, TagStreamInput, UntagResourceInput,
-    UntagStreamInput, UpdateDataRetentionInput, UpdateStreamInput,
+    DescribeStreamInput, DescribeStreamOutput, Empty, GetDataEndpointInput, GetDataEndpointOutput,
+    ListStreamsInput, ListStreamsOutput, ListTagsForResourceInput, ListTagsForStreamInput,
+    ListTagsOutput, RetentionOperation, StorageTier, StreamInfo, StreamStatus, TagResourceInput,
+    TagStreamInput, UntagResourceInput, UntagStreamInput, UpdateDataRetentionInput,
+    UpdateStreamInput,
 };
 use kinescope_api::{ApiError, ErrorKind, KmsKeyId, StreamArn, StreamRef, Tags};
-use kinescope_archive::{MAX_RETENTION_HOURS, MAX_TAGS};
+use kinescope_archive::MAX_RETENTION_HOURS;
 
 use crate::error::KvsError;
 use crate::http::KvsJson;
@@ -39,7 +41,6 @@ pub async fn create_stream(
         .into());
     }
     let tags = input.tags.unwrap_or_default();
-    check_tag_count(&tags)?;
     let created = app.clock.now();
     let arn = StreamArn::new(
         &app.region,
@@ -76,7 +77,7 @@ pub async fn create_stream(
 
 pub async fn describe_stream(
     State(app): S,
-    KvsJson(input): KvsJson<StreamRefInput>,
+    KvsJson(input): KvsJson<DescribeStreamInput>,
 ) -> Result<DescribeStreamOutput> {
     let r = StreamRef::from_fields(input.stream_name, input.stream_arn)?;
     let stream = app.catalog.stream(&r).await?;
@@ -90,12 +91,6 @@ pub async fn list_streams(
     KvsJson(input): KvsJson<ListStreamsInput>,
 ) -> Result<ListStreamsOutput> {
     let limit = input.max_results.unwrap_or(DEFAULT_LIST_STREAMS);
-    if !(1..=DEFAULT_LIST_STREAMS).contains(&limit) {
-        return Err(ApiError::invalid_argument(format!(
-            "MaxResults must be 1 to 10000, got {limit}"
-        ))
-        .into());
-    }
     let after = input
         .next_token
         .filter(|t| !t.is_empty())
@@ -171,11 +166,6 @@ pub async fn update_data_retention(
 ) -> Result<Empty> {
     let r = StreamRef::from_fields(input.stream_name, input.stream_arn)?;
     let change = i64::from(input.data_retention_change_in_hours);
-    if change < 1 {
-        return Err(
-            ApiError::invalid_argument("DataRetentionChangeInHours must be at least 1").into(),
-        );
-    }
     let delta = match input.operation {
         RetentionOperation::IncreaseDataRetention => change,
         RetentionOperation::DecreaseDataRetention => -change,
@@ -188,10 +178,6 @@ pub async fn update_data_retention(
 
 pub async fn tag_stream(State(app): S, KvsJson(input): KvsJson<TagStreamInput>) -> Result<Empty> {
     let r = tagged_stream(input.stream_name, input.stream_arn)?;
-    check_tag_count(&input.tags)?;
-    if input.tags.is_empty() {
-        return Err(ApiError::invalid_argument("Tags must hold at least one tag").into());
-    }
     app.catalog.tag_stream(&r, &input.tags).await?;
     Ok(Json(Empty {}))
 }
@@ -201,14 +187,13 @@ pub async fn untag_stream(
     KvsJson(input): KvsJson<UntagStreamInput>,
 ) -> Result<Empty> {
     let r = tagged_stream(input.stream_name, input.stream_arn)?;
-    check_key_count(input.tag_key_list.len())?;
     app.catalog.untag_stream(&r, &input.tag_key_list).await?;
     Ok(Json(Empty {}))
 }
 
 pub async fn list_tags_for_stream(
     State(app): S,
-    KvsJson(input): KvsJson<StreamRefInput>,
+    KvsJson(input): KvsJson<ListTagsForStreamInput>,
 ) -> Result<ListTagsOutput> {
     let r = tagged_stream(input.stream_name, input.stream_arn)?;
     Ok(Json(ListTagsOutput {
@@ -222,10 +207,6 @@ pub async fn tag_resource(
 ) -> Result<Empty> {
     let r = resource(&input.resource_arn)?;
     let tags: Tags = input.tags.into_iter().map(|t| (t.key, t.value)).collect();
-    if tags.is_empty() {
-        return Err(ApiError::invalid_argument("Tags must hold at least one tag").into());
-    }
-    check_tag_count(&tags)?;
     app.catalog.tag_stream(&r, &tags).await?;
     Ok(Json(Empty {}))
 }
@@ -235,7 +216,6 @@ pub async fn untag_resource(
     KvsJson(input): KvsJson<UntagResourceInput>,
 ) -> Result<Empty> {
     let r = resource(&input.resource_arn)?;
-    check_key_count(input.tag_key_list.len())?;
     app.catalog.untag_stream(&r, &input.tag_key_list).await?;
     Ok(Json(Empty {}))
 }
@@ -288,26 +268,6 @@ fn resource(arn: &str) -> std::result::Result<StreamRef, KvsError> {
         )),
         Err(e) => Err(e.into()),
     }
-}
-
-fn check_tag_count(tags: &Tags) -> std::result::Result<(), KvsError> {
-    if tags.len() > MAX_TAGS {
-        return Err(KvsError::new(
-            ErrorKind::TagsPerResourceExceededLimit,
-            format!("at most {MAX_TAGS} tags per resource, got {}", tags.len()),
-        ));
-    }
-    Ok(())
-}
-
-fn check_key_count(n: usize) -> std::result::Result<(), KvsError> {
-    if !(1..=MAX_TAGS).contains(&n) {
-        return Err(ApiError::invalid_argument(format!(
-            "TagKeyList must hold 1 to {MAX_TAGS} keys, got {n}"
-        ))
-        .into());
-    }
-    Ok(())
 }
 
 fn decode_token(token: &str) -> std::result::Result<String, KvsError> {

@@ -13,8 +13,8 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
+use kinescope_api::validation::{self, Input};
 use kinescope_api::{ApiError, ErrorKind};
-use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
 use crate::auth::{Payload, Request as SignedRequest};
@@ -100,39 +100,19 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// The JSON body of an API call. An empty body is `{}`; a body that is not JSON is a
-/// `SerializationException`; JSON of the wrong shape is an `InvalidArgumentException`.
+/// The JSON body of an API call, checked against its model's constraints and parsed by
+/// [`kinescope_api::validation::parse`]: KVS's error types and wording.
 #[derive(Debug)]
 pub struct KvsJson<T>(pub T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for KvsJson<T> {
+impl<T: Input, S: Send + Sync> FromRequest<S> for KvsJson<T> {
     type Rejection = KvsError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(|e| KvsError::new(ErrorKind::InvalidArgument, e.body_text()))?;
-        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-            b"{}"
-        } else {
-            &bytes
-        };
-        serde_json::from_slice(bytes).map(Self).map_err(|e| {
-            let not_object = bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{');
-            match e.classify() {
-                serde_json::error::Category::Data if !not_object => {
-                    ApiError::invalid_argument(format!("invalid request: {e}")).into()
-                }
-                _ if not_object => KvsError::new(
-                    ErrorKind::Serialization,
-                    "request body must be a JSON object",
-                ),
-                _ => KvsError::new(
-                    ErrorKind::Serialization,
-                    format!("request body is not valid JSON: {e}"),
-                ),
-            }
-        })
+        Ok(Self(validation::parse(&bytes)?))
     }
 }
 

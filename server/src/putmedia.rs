@@ -101,40 +101,19 @@ pub async fn put_media(
 }
 
 /// `1700000000.123` (any number of fraction digits, spec §0.6) or ISO-8601
-/// `2017-11-28T06:55:08.513Z` (the Java SDK).
+/// `2017-11-28T06:55:08.513Z` (the Java SDK), a real calendar date.
 fn parse_start_timestamp(v: &str) -> Option<Timestamp> {
     let v = v.trim();
-    if let Some((date, time)) = v.split_once('T') {
-        let time = time.strip_suffix('Z')?;
-        let mut d = date.split('-').map(str::parse::<i64>);
-        let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
-        let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
-        let mut t = hms.split(':').map(str::parse::<i64>);
-        let (h, mi, s) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
-        if !(1..=12).contains(&m) || !(1..=31).contains(&day) || h > 23 || mi > 59 || s > 60 {
-            return None;
-        }
-        let days = civil::days_from_civil(y, u32::try_from(m).ok()?, u32::try_from(day).ok()?);
-        return Some(Timestamp::from_millis(
-            ((days * 24 + h) * 60 + mi) * 60_000 + s * 1000 + millis(frac)?,
-        ));
+    if v.contains('T') {
+        return civil::parse_iso8601(v);
     }
     let (secs, frac) = v.split_once('.').unwrap_or((v, ""));
     if secs.is_empty() || !secs.bytes().all(|b| b.is_ascii_digit()) || secs.len() > 12 {
         return None;
     }
     Some(Timestamp::from_millis(
-        secs.parse::<i64>().ok()? * 1000 + millis(frac)?,
+        secs.parse::<i64>().ok()? * 1000 + i64::from(civil::fraction_millis(frac)?),
     ))
-}
-
-/// The milliseconds of a fraction's digits (`"5"` is 500, `"1234"` is 123).
-fn millis(frac: &str) -> Option<i64> {
-    if !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let padded = format!("{frac:0<3}");
-    padded[..3].parse().ok()
 }
 
 #[cfg(test)]
@@ -154,7 +133,15 @@ mod tests {
         assert_eq!(ms("1795770237.123456"), Some(1_795_770_237_123));
         assert_eq!(ms("2017-11-28T06:55:08.513Z"), Some(1_511_852_108_513));
         assert_eq!(ms("2017-11-28T06:55:08Z"), Some(1_511_852_108_000));
-        for bad in ["", "abc", "-5", "1.2.3", "2017-13-28T06:55:08Z", "1e9"] {
+        for bad in [
+            "",
+            "abc",
+            "-5",
+            "1.2.3",
+            "2017-13-28T06:55:08Z",
+            "2020-02-31T00:00:00Z",
+            "1e9",
+        ] {
             assert_eq!(ms(bad), None, "{bad}");
         }
     }

@@ -165,6 +165,30 @@ def test_bad_input_gets_kvs_shaped_errors(server, path, body, status, error):
     assert server.client().list_streams()["ResponseMetadata"]["HTTPStatusCode"] == 200
 
 
+@pytest.mark.parametrize("path,body,error,message", [
+    ("/getMedia", b'{"StreamName": "s", "StartSelector": {"StartSelectorType": "BOGUS"}}', "InvalidArgumentException",
+     "1 validation error detected: Value 'BOGUS' at 'startSelector.startSelectorType' failed to satisfy constraint: "
+     "Member must satisfy enum value set: [FRAGMENT_NUMBER, SERVER_TIMESTAMP, PRODUCER_TIMESTAMP, NOW, EARLIEST, CONTINUATION_TOKEN]"),
+    ("/deleteStream", b"{}", "InvalidArgumentException",
+     "1 validation error detected: Value null at 'streamARN' failed to satisfy constraint: Member must not be null"),
+    ("/createStream", b'{"StreamName": "a b", "Tags": {}}', "InvalidArgumentException",
+     "2 validation errors detected: Value 'a b' at 'streamName' failed to satisfy constraint: "
+     "Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+; "
+     "Value '{}' at 'tags' failed to satisfy constraint: Member must have length greater than or equal to 1"),
+    ("/listFragments", b'{"StreamName": "s", "MaxResults": 1001}', "InvalidArgumentException",
+     "1 validation error detected: Value '1001' at 'maxResults' failed to satisfy constraint: "
+     "Member must have value less than or equal to 1000"),
+    ("/untagStream", b'{"StreamARN": "arn:aws:kinesisvideo:us-west-2:1:stream/x", "TagKeyList": ["k"]}',
+     "InvalidResourceFormatException",
+     "1 validation error detected: Value 'arn:aws:kinesisvideo:us-west-2:1:stream/x' at 'streamARN' failed to satisfy "
+     "constraint: Member must satisfy regular expression pattern: "
+     "arn:[a-z\\d-]+:kinesisvideo:[a-z0-9-]+:[0-9]+:[a-z]+/[a-zA-Z0-9_.-]+/[0-9]+"),
+])
+def test_validation_errors_in_kvs_words(server, path, body, error, message):
+    """The model's constraints, reported as KVS reports them (not in the JSON parser's words)."""
+    assert kvs_error(signed(server, path, body)) == (400, error, {"Message": message})
+
+
 def raw_socket(server):
     host, port = server.endpoint.split("://")[1].rsplit(":", 1)
     sock = socket.create_connection((host, int(port)), timeout=10)

@@ -4,6 +4,7 @@ catalog rows and stored bytes that result, and every kind of bad input while a g
 alongside."""
 
 import hashlib
+import json
 import os
 import pathlib
 import sqlite3
@@ -299,6 +300,17 @@ def test_bad_input_gets_specific_errors_and_spares_other_uploads(strict):
     assert strict.proc.poll() is None, "the server stays up"
     assert not list((strict.data_dir / "media").rglob("*.partial")), "refused fragments leave nothing"
     assert strict.client().describe_stream(StreamName=good_stream)["StreamInfo"]["Status"] == "ACTIVE"
+
+
+@pytest.mark.parametrize("start", ["2020-02-31T00:00:00Z", "2019-02-29T12:00:00.000Z", "2021-04-31T00:00:00Z"])
+def test_start_timestamp_must_be_a_real_date(strict, start):
+    pm = PutMedia(strict, new_stream(strict), extra={"x-amzn-producer-start-timestamp": start})
+    assert pm.status == 400 and pm.headers["x-amzn-errortype"] == "InvalidArgumentException", pm.status
+    assert "x-amzn-producer-start-timestamp" in json.loads(pm.error_body)["Message"]
+    # A leap day is a date.
+    data = (MKV / "producer-c-1.6.4_h264_putmedia.mkv").read_bytes()
+    _, acks = upload(strict, new_stream(strict), data, extra={"x-amzn-producer-start-timestamp": "2020-02-29T00:00:00Z"})
+    check_acks(acks, [tc for _, _, tc in clusters(data)])
 
 
 def test_retention_zero_acks_received_but_stores_nothing(strict):
