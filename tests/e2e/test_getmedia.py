@@ -203,9 +203,11 @@ def test_two_hundred_live_readers_on_one_stream(srv):
     stream = new_stream(srv)
     put(srv, stream, DATA, start=1_700_000_000.0)
     results = [None] * 200
+    connected = threading.Semaphore(0)
 
     def reader(i):
         conn, resp = raw_get_media(srv, stream, {"StartSelectorType": "NOW"})
+        connected.release()
         assert resp.status == 200
         results[i] = [t[0] for t in tags_of(resp.read())]
         conn.close()
@@ -213,7 +215,9 @@ def test_two_hundred_live_readers_on_one_stream(srv):
     threads = [threading.Thread(target=reader, args=(i,)) for i in range(200)]
     for t in threads:
         t.start()
-    time.sleep(1.0)
+    # Upload as soon as every reader has its response: each ends 2 s after its last fragment.
+    for _ in threads:
+        assert connected.acquire(timeout=30)
     second = put(srv, stream, DATA, start=1_700_000_100.0)
     for t in threads:
         t.join(60)
