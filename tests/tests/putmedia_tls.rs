@@ -6,83 +6,14 @@
 //! $KINESCOPE_BIN, else target/debug/kinescope (`scripts/test` builds it first).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use kinescope_api::ack::{Ack, AckEvent};
-use kinescope_api::sigv4::Signer;
 use kinescope_api::{StreamName, Timestamp};
-use kinescope_devices::{Endpoint, MediaStream, PutMedia, PutMediaOptions};
+use kinescope_devices::{MediaStream, PutMedia, PutMediaOptions};
 use kinescope_media::mkv::{Limits, MkvReader};
-
-const AK: &str = "AKIDEXAMPLE";
-const SK: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn now() -> Timestamp {
-    Timestamp::from_millis(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64,
-    )
-}
-
-/// The server, killed when dropped.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `kinescope serve` with TLS on; returns it with its endpoint and CA file.
-fn serve(data: &Path) -> (Server, String, PathBuf) {
-    let bin = std::env::var_os("KINESCOPE_BIN")
-        .map_or_else(|| root().join("target/debug/kinescope"), PathBuf::from);
-    assert!(bin.exists(), "build the server first: {bin:?} is missing");
-    let mut child = Command::new(bin)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--access-key",
-            AK,
-            "--secret-key",
-            SK,
-            "--data-dir",
-        ])
-        .arg(data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (mut endpoint, mut ca) = (None, None);
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
-        let line = line.trim();
-        if let Some(v) = line.strip_prefix("Endpoint:") {
-            endpoint = Some(v.trim().to_owned());
-        } else if let Some(v) = line.strip_prefix("Trust CA:") {
-            ca = Some(PathBuf::from(v.trim()));
-        } else if line == "Try:" {
-            break;
-        }
-    }
-    (
-        Server(child),
-        endpoint.expect("endpoint printed"),
-        ca.expect("CA printed"),
-    )
-}
+use kinescope_tests::{SK, endpoint, mkv, now, serve};
 
 /// The clusters of an upload (timecode, frames per track), by the media crate's reader.
 fn cluster_frames(data: &Bytes) -> Vec<(u64, BTreeMap<u64, u32>)> {
@@ -100,12 +31,7 @@ async fn producer_uploads_over_tls_get_every_ack() {
     let dir = tempfile::tempdir().unwrap();
     let (_server, url, ca) = serve(&dir.path().join("data"));
     assert!(url.starts_with("https://"));
-    let signer = Signer {
-        access_key: AK.into(),
-        secret: SK.into(),
-        region: "us-west-2".into(),
-    };
-    let endpoint = Endpoint::new(&url, Some(&ca), signer).unwrap();
+    let endpoint = endpoint(&url, &ca, SK);
 
     for (i, (name, absolute)) in [
         ("producer-c-1.6.4_h264_putmedia.mkv", true),
@@ -115,7 +41,7 @@ async fn producer_uploads_over_tls_get_every_ack() {
     .into_iter()
     .enumerate()
     {
-        let data = Bytes::from(std::fs::read(root().join("testdata/mkv").join(name)).unwrap());
+        let data = Bytes::from(mkv(name));
         let timecodes: Vec<u64> = cluster_frames(&data).into_iter().map(|c| c.0).collect();
         let stream = StreamName::parse(&format!("tls-{i}")).unwrap();
         let body = format!(r#"{{"StreamName":"{stream}","DataRetentionInHours":1}}"#);
@@ -198,16 +124,7 @@ async fn producer_uploads_over_tls_get_every_ack() {
         assert_eq!(got, cluster_frames(&data), "{name}: read back");
     }
     // A wrong secret is refused before any ACK.
-    let bad = Endpoint::new(
-        &url,
-        Some(&ca),
-        Signer {
-            access_key: AK.into(),
-            secret: "nope".into(),
-            region: "us-west-2".into(),
-        },
-    )
-    .unwrap();
+    let bad = kinescope_tests::endpoint(&url, &ca, "nope");
     let err = bad.call("/listStreams", "{}", now()).await.unwrap_err();
     assert!(
         matches!(
