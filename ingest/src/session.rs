@@ -2,13 +2,25 @@
 //! body chunks in, acknowledgements and fragments to persist out, in the order the producer
 //! must see them. No tokio, no clock: the shell passes the arrival time with each chunk and
 //! the fragment-number source at construction.
+//!
+//! A fragment is a Cluster and the producer's metadata after it (spec §3.5, design/0009): the
+//! Tags elements that follow an unknown-size Cluster (as KVS producers send it) belong to its
+//! fragment, which is complete at an end-of-fragment tag, at the next Cluster or document, or
+//! at the end of the body. A Cluster of known size is complete at its last byte.
 
 use std::collections::VecDeque;
 
 use bytes::Bytes;
 use kinescope_api::ack::{Ack, AckError, AckEvent};
 use kinescope_api::{FragmentNumber, Timestamp};
-use kinescope_media::mkv::{Event, Limits, MkvError, MkvReader, TrackHeader};
+use kinescope_media::mkv::{
+    Event, Limits, MetadataTag, MkvError, MkvReader, SimpleTag, TrackHeader,
+};
+
+/// Longest metadata name, in bytes (spec §3.4).
+const MAX_METADATA_NAME: usize = 128;
+/// Longest metadata value, in bytes (spec §3.4).
+const MAX_METADATA_VALUE: usize = 256;
 
 /// `x-amzn-fragment-timecode-type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +51,8 @@ pub struct ReceivedFragment {
     pub server_timestamp: Timestamp,
     pub duration_ms: u64,
     pub header_version: u32,
+    /// The user tags the producer sent after the Cluster, in order.
+    pub metadata: Vec<MetadataTag>,
     /// The Cluster's bytes not already given in [`Output::FragmentData`].
     pub bytes: Vec<Bytes>,
 }
@@ -84,10 +98,13 @@ pub struct Session {
     /// `pushed` when fragment bytes were last handed out.
     handed_out: u64,
     header: Option<TrackHeader>,
+    /// The fragment between its BUFFERING and its RECEIVED.
     current: Option<Current>,
+    /// The current fragment once its unknown-size Cluster has ended: its metadata may follow.
+    closing: Option<ReceivedFragment>,
     last_producer_timestamp: Option<Timestamp>,
-    user_tags: usize,
     outputs: VecDeque<Output>,
+    finished: bool,
     failed: bool,
 }
 
@@ -118,8 +135,9 @@ impl Session {
             handed_out: 0,
             header: None,
             current: None,
-            user_tags: 0,
+            closing: None,
             outputs: VecDeque::new(),
+            finished: false,
             failed: false,
         }
     }
@@ -136,6 +154,7 @@ impl Session {
 
     /// The request body ended.
     pub fn finish(&mut self) {
+        self.finished = true;
         self.reader.finish();
     }
 
@@ -167,6 +186,10 @@ impl Session {
                 Some(Ok(event)) => self.on_event(event),
                 Some(Err(e)) => self.fail(mkv_error(&e)),
                 None => {
+                    if self.finished && self.closing.is_some() {
+                        self.complete_closing();
+                        continue;
+                    }
                     let number = self.current.as_ref()?.number.clone();
                     if self.pushed - self.handed_out < WRITE_BATCH {
                         return None;
@@ -182,12 +205,16 @@ impl Session {
     fn on_event(&mut self, event: Event) {
         match event {
             Event::TrackHeader(h) => {
+                self.complete_closing();
                 self.header = Some(h.clone());
                 self.outputs.push_back(Output::Header(h));
             }
-            Event::FragmentStart { timecode, offset } => self.start(timecode, offset),
+            Event::FragmentStart { timecode, offset } => {
+                self.complete_closing();
+                self.start(timecode, offset);
+            }
             Event::Fragment(f) => {
-                let Some(c) = self.current.take() else {
+                let Some(c) = &self.current else {
                     return self.fail(AckError::InternalError);
                 };
                 let header = self.header.as_ref().expect("a fragment follows its header");
@@ -197,31 +224,71 @@ impl Session {
                     .find(|t| !f.frames.contains_key(&t.number))
                 {
                     tracing::debug!(track = t.number, "fragment lacks a track");
-                    self.current = Some(c);
                     return self.fail(AckError::FramesMissingForTrack);
                 }
-                let fragment = (c.timecode, c.number.clone());
-                self.outputs.push_back(Output::Ack(Ack::fragment(
-                    AckEvent::Received,
-                    fragment.0,
-                    fragment.1,
-                )));
-                self.outputs.push_back(Output::Persist(ReceivedFragment {
-                    number: c.number,
+                let fragment = ReceivedFragment {
+                    number: c.number.clone(),
                     timecode: c.timecode,
                     producer_timestamp: c.producer_timestamp,
                     server_timestamp: c.server_timestamp,
                     duration_ms: f.duration_ms(),
                     header_version: f.header_version,
+                    metadata: Vec::new(),
                     bytes: f.bytes,
-                }));
-            }
-            Event::Tags { tags, .. } => {
-                self.user_tags += tags.iter().filter(|t| !t.name.starts_with("AWS_")).count();
-                if self.user_tags > self.config.max_user_tags {
-                    self.fail(AckError::FragmentMetadataLimitReached);
+                };
+                if f.unknown_size {
+                    self.closing = Some(fragment);
+                } else {
+                    self.complete(fragment);
                 }
             }
+            Event::Tags {
+                tags,
+                end_of_fragment,
+                in_header,
+                ..
+            } => {
+                // Tags before a document's first Cluster are part of its header (and the
+                // previous document's last fragment is over); after a complete fragment, they
+                // belong to none.
+                if in_header {
+                    return self.complete_closing();
+                }
+                let Some(closing) = &mut self.closing else {
+                    return;
+                };
+                for t in tags.iter().filter(|t| !t.name.starts_with("AWS_")) {
+                    if closing.metadata.len() == self.config.max_user_tags || !within_limits(t) {
+                        tracing::debug!(name = %t.name, "fragment metadata over the limits");
+                        return self.fail(AckError::FragmentMetadataLimitReached);
+                    }
+                    closing.metadata.push(MetadataTag {
+                        name: t.name.clone(),
+                        value: t.value.clone(),
+                    });
+                }
+                if end_of_fragment {
+                    self.complete_closing();
+                }
+            }
+        }
+    }
+
+    /// ACKs the current fragment RECEIVED and hands it out to be persisted.
+    fn complete(&mut self, fragment: ReceivedFragment) {
+        self.current = None;
+        self.outputs.push_back(Output::Ack(Ack::fragment(
+            AckEvent::Received,
+            fragment.timecode,
+            fragment.number.clone(),
+        )));
+        self.outputs.push_back(Output::Persist(fragment));
+    }
+
+    /// Completes the fragment whose metadata was being gathered, if any.
+    fn complete_closing(&mut self) {
+        if let Some(fragment) = self.closing.take() {
+            self.complete(fragment);
         }
     }
 
@@ -260,7 +327,6 @@ impl Session {
             return self.fail(AckError::FragmentTimecodeLesserThanPrevious);
         }
         self.last_producer_timestamp = Some(producer);
-        self.user_tags = 0;
         self.outputs.push_back(Output::Ack(Ack::fragment(
             AckEvent::Buffering,
             timecode,
@@ -270,11 +336,17 @@ impl Session {
 
     /// Queues the ERROR ACK (about the current fragment, if any) and stops.
     fn fail(&mut self, error: AckError) {
+        self.closing = None;
         let fragment = self.current.take().map(|c| (c.timecode, c.number));
         self.outputs
             .push_back(Output::Ack(Ack::error(error, fragment)));
         self.failed = true;
     }
+}
+
+/// A user tag within KVS's name and value lengths (spec §3.4).
+fn within_limits(t: &SimpleTag) -> bool {
+    t.name.len() <= MAX_METADATA_NAME && t.value.len() <= MAX_METADATA_VALUE
 }
 
 /// The PutMedia error of an MKV problem (spec §3.2).
@@ -291,6 +363,8 @@ fn mkv_error(e: &MkvError) -> AckError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kinescope_media::mkv::ebml::{write_id, write_size_len};
+    use kinescope_media::mkv::ids;
     use std::path::Path;
 
     fn fixture(name: &str) -> Bytes {
@@ -366,6 +440,16 @@ mod tests {
         out
     }
 
+    /// The fragments handed out to be persisted.
+    fn persisted(out: &[Output]) -> Vec<&ReceivedFragment> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Persist(f) => Some(f),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn acks(out: &[Output]) -> Vec<String> {
         out.iter()
             .filter_map(|o| match o {
@@ -401,16 +485,7 @@ mod tests {
                 "RECEIVED 3600"
             ]
         );
-        let persisted: Vec<&ReceivedFragment> = out
-            .iter()
-            .filter_map(|o| {
-                if let Output::Persist(f) = o {
-                    Some(f)
-                } else {
-                    None
-                }
-            })
-            .collect();
+        let persisted = persisted(&out);
         let producer: Vec<i64> = persisted
             .iter()
             .map(|f| f.producer_timestamp.as_millis())
@@ -439,16 +514,7 @@ mod tests {
     fn absolute_upload_uses_cluster_timecodes_as_epoch() {
         let mut s = session(TimecodeType::Absolute, None);
         let out = run(&mut s, &fixture("producer-c-1.6.4_h264_putmedia.mkv"), 4096);
-        let persisted: Vec<&ReceivedFragment> = out
-            .iter()
-            .filter_map(|o| {
-                if let Output::Persist(f) = o {
-                    Some(f)
-                } else {
-                    None
-                }
-            })
-            .collect();
+        let persisted = persisted(&out);
         assert!(!persisted.is_empty());
         for f in persisted {
             assert_eq!(f.producer_timestamp.as_millis(), f.timecode as i64);
@@ -521,5 +587,171 @@ mod tests {
             out.push(o);
         }
         assert_eq!(acks(&out).last().map(String::as_str), Some("RECEIVED 3600"));
+    }
+
+    /// One metadata item as the KVS C producer uploads it: a Tags element of its own.
+    fn tags_element(name: &str, value: &str) -> Vec<u8> {
+        let element = |id: u32, body: &[u8]| {
+            let mut out = Vec::new();
+            write_id(&mut out, id);
+            write_size_len(&mut out, body.len() as u64, 8);
+            out.extend_from_slice(body);
+            out
+        };
+        let simple = [
+            element(ids::TAG_NAME, name.as_bytes()),
+            element(ids::TAG_STRING, value.as_bytes()),
+        ]
+        .concat();
+        element(
+            ids::TAGS,
+            &element(ids::TAG, &element(ids::SIMPLE_TAG, &simple)),
+        )
+    }
+
+    /// The C producer's upload (nine user tags after each Cluster) with more Tags elements
+    /// before the first Cluster's own.
+    fn with_extra_tags(extra: &[(&str, &str)]) -> Bytes {
+        let data = fixture("producer-c-1.6.4_h264_putmedia.mkv");
+        let mut r = MkvReader::new(Limits::default());
+        r.push(data.clone());
+        r.finish();
+        let at = std::iter::from_fn(|| r.poll())
+            .find_map(|e| match e.unwrap() {
+                Event::Tags { offset, .. } => Some(offset as usize),
+                _ => None,
+            })
+            .unwrap();
+        let mut out = data[..at].to_vec();
+        for (name, value) in extra {
+            out.extend(tags_element(name, value));
+        }
+        out.extend_from_slice(&data[at..]);
+        Bytes::from(out)
+    }
+
+    #[test]
+    fn fragment_metadata_is_kept_with_its_fragment() {
+        let data = fixture("producer-c-1.6.4_h264_putmedia.mkv");
+        for chunk in [1000, 65536, data.len()] {
+            let mut s = session(TimecodeType::Absolute, None);
+            let out = run(&mut s, &data, chunk);
+            let fragments = persisted(&out);
+            assert_eq!(fragments.len(), 3);
+            // The sample's TEST_KEY_1..9 after each Cluster; its end-of-fragment tag is not
+            // metadata.
+            for (f, first) in fragments.iter().zip([1, 46, 91]) {
+                let want: Vec<MetadataTag> = (0..9)
+                    .map(|i| MetadataTag {
+                        name: format!("TEST_KEY_{}", i + 1),
+                        value: format!("TEST_VALUE_{}", first + i),
+                    })
+                    .collect();
+                assert_eq!(f.metadata, want, "chunks of {chunk}");
+            }
+            let events: Vec<&str> = out
+                .iter()
+                .filter_map(|o| match o {
+                    Output::Ack(a) => Some(a.event.as_str()),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(events, ["BUFFERING", "RECEIVED"].repeat(3));
+        }
+        // The end-of-fragment tag completes the last fragment before the body ends.
+        let mut s = session(TimecodeType::Absolute, None);
+        s.push(data, Timestamp::from_millis(1));
+        let out: Vec<Output> = std::iter::from_fn(|| s.poll()).collect();
+        assert_eq!(persisted(&out).len(), 3);
+    }
+
+    #[test]
+    fn a_new_documents_header_tags_are_not_the_last_fragments_metadata() {
+        // The C producer's upload without its final end-of-fragment tag, then the same upload
+        // again as a second MKV document whose header carries a Tags element.
+        let data = fixture("producer-c-1.6.4_h264_putmedia.mkv");
+        let mut r = MkvReader::new(Limits::default());
+        r.push(data.clone());
+        r.finish();
+        let events: Vec<Event> = std::iter::from_fn(|| r.poll())
+            .map(Result::unwrap)
+            .collect();
+        let first_cluster = events
+            .iter()
+            .find_map(|e| match e {
+                Event::FragmentStart { offset, .. } => Some(*offset as usize),
+                _ => None,
+            })
+            .unwrap();
+        let last_end = events
+            .iter()
+            .rev()
+            .find_map(|e| match e {
+                Event::Tags {
+                    end_of_fragment: true,
+                    offset,
+                    ..
+                } => Some(*offset as usize),
+                _ => None,
+            })
+            .unwrap();
+        let upload = [
+            &data[..last_end],
+            &data[..first_cluster],
+            &tags_element("TITLE", "header")[..],
+            &data[first_cluster..],
+        ]
+        .concat();
+        let out = run(
+            &mut session(TimecodeType::Absolute, None),
+            &Bytes::from(upload),
+            65536,
+        );
+        let fragments = persisted(&out);
+        assert_eq!(fragments.len(), 3);
+        assert_eq!(fragments[2].metadata.len(), 9);
+        assert!(fragments[2].metadata.iter().all(|t| t.name != "TITLE"));
+        // (The second document goes back in time: 4004.)
+        assert_eq!(last_ack(&out).error.map(AckError::id), Some(4004));
+    }
+
+    #[test]
+    fn fragment_metadata_beyond_the_kvs_limits_is_refused_with_4009() {
+        let long = |n: usize| "x".repeat(n);
+        // A tenth item, a 128-byte name and a 256-byte value are within the limits; `AWS_`
+        // names are KVS's own, neither kept nor counted.
+        let (name, value) = (long(128), long(256));
+        let data = with_extra_tags(&[(&name, &value), ("AWS_KINESISVIDEO_NOTIFICATION", "motion")]);
+        let out = run(&mut session(TimecodeType::Absolute, None), &data, 65536);
+        let fragments = persisted(&out);
+        assert_eq!(fragments.len(), 3);
+        assert_eq!(fragments[0].metadata.len(), 10);
+        assert_eq!(
+            (
+                &fragments[0].metadata[0].name,
+                &fragments[0].metadata[0].value
+            ),
+            (&name, &value)
+        );
+        let first = fragments[0].timecode;
+
+        for extra in [
+            vec![("TEST_KEY_10", "a"), ("TEST_KEY_11", "b")],
+            vec![(long(129).as_str(), "v")],
+            vec![("k", long(257).as_str())],
+        ] {
+            let data = with_extra_tags(&extra);
+            let mut s = session(TimecodeType::Absolute, None);
+            let out = run(&mut s, &data, 65536);
+            let last = last_ack(&out);
+            assert_eq!(last.error.map(AckError::id), Some(4009), "{extra:?}");
+            assert_eq!(
+                last.fragment.map(|f| f.0),
+                Some(first),
+                "about the fragment"
+            );
+            assert!(persisted(&out).is_empty(), "{extra:?}");
+            assert!(s.failed());
+        }
     }
 }
