@@ -9,6 +9,7 @@
 //! at the end of the body. A Cluster of known size is complete at its last byte.
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
 use bytes::Bytes;
 use kinescope_api::ack::{Ack, AckError, AckEvent};
@@ -39,6 +40,10 @@ pub struct SessionConfig {
     pub limits: Limits,
     /// User metadata tags per fragment (spec §3.4: 10).
     pub max_user_tags: usize,
+    /// A fragment whose producer timestamp is further ahead of its server timestamp than this
+    /// is refused (4007): stored, it would refuse every later fragment stamped with the real
+    /// time (4004).
+    pub max_clock_ahead: Duration,
 }
 
 /// A complete fragment for the shell to persist.
@@ -306,11 +311,21 @@ impl Session {
             TimecodeType::Absolute => Some(0),
             TimecodeType::Relative => self.config.start_timestamp.map(Timestamp::as_millis),
         };
+        let ahead = i64::try_from(self.config.max_clock_ahead.as_millis()).unwrap_or(i64::MAX);
+        let latest = server_timestamp
+            .as_millis()
+            .saturating_add(ahead)
+            .min(MAX_TIMESTAMP_MS);
         let producer = base
             .zip(offset_ms)
             .and_then(|(b, o)| b.checked_add(o))
-            .filter(|ms| (0..=MAX_TIMESTAMP_MS).contains(ms));
+            .filter(|ms| (0..=latest).contains(ms));
         let Some(producer) = producer.map(Timestamp::from_millis) else {
+            tracing::debug!(
+                timecode,
+                server_timestamp = server_timestamp.as_millis(),
+                "producer timestamp out of range or too far ahead of the server clock"
+            );
             return self.fail(AckError::InvalidProducerTimestamp);
         };
         let number = (self.next_number)(server_timestamp);
@@ -386,6 +401,8 @@ mod tests {
                 start_timestamp: start.map(Timestamp::from_millis),
                 limits: Limits::default(),
                 max_user_tags: 10,
+                // These tests' clock starts in 1970: any producer time is allowed.
+                max_clock_ahead: Duration::MAX,
             },
             None,
             Box::new(move |_| {
@@ -402,6 +419,7 @@ mod tests {
             start_timestamp: Some(Timestamp::from_millis(1000)),
             limits,
             max_user_tags: 10,
+            max_clock_ahead: Duration::MAX,
         };
         Session::new(
             config,
@@ -753,5 +771,54 @@ mod tests {
             assert!(persisted(&out).is_empty(), "{extra:?}");
             assert!(s.failed());
         }
+    }
+
+    #[test]
+    fn producer_timestamps_too_far_ahead_of_the_server_clock_are_refused_with_4007() {
+        let now = Timestamp::from_millis(1_700_000_000_000);
+        // RELATIVE, Clusters at 0, 1.8 s and 3.6 s; every byte arrives at `now`.
+        let data = fixture("producer-c-1.6.4_h264_aac_putmedia.mkv");
+        let upload = |start: i64, previous: Option<Timestamp>| {
+            let config = SessionConfig {
+                timecode_type: TimecodeType::Relative,
+                start_timestamp: Some(Timestamp::from_millis(start)),
+                limits: Limits::default(),
+                max_user_tags: 10,
+                max_clock_ahead: Duration::from_secs(300),
+            };
+            let mut n = 0u64;
+            let mut s = Session::new(
+                config,
+                previous,
+                Box::new(move |_| {
+                    n += 1;
+                    FragmentNumber::parse(&format!("{n:020}")).unwrap()
+                }),
+            );
+            s.push(data.clone(), now);
+            s.finish();
+            let out: Vec<Output> = std::iter::from_fn(|| s.poll()).collect();
+            (out, s.last_producer_timestamp())
+        };
+        // Stamped in 2100: refused before any fragment, and nothing recorded for the stream.
+        let (out, recorded) = upload(4_102_444_800_000, None);
+        let error = last_ack(&out);
+        assert_eq!(error.error, Some(AckError::InvalidProducerTimestamp));
+        assert_eq!(error.fragment, None);
+        assert!(persisted(&out).is_empty());
+        assert_eq!(recorded, None);
+        // The stream stays usable: the next upload, stamped with the real time, is stored.
+        let (out, _) = upload(now.as_millis(), recorded);
+        assert_eq!(persisted(&out).len(), 3);
+        assert!(!acks(&out).iter().any(|a| a.starts_with("ERROR")));
+        // The margin is inclusive: the last fragment may be exactly 300 s ahead, not 1 ms more.
+        let edge = now.as_millis() + 300_000 - 3600;
+        assert_eq!(persisted(&upload(edge, None).0).len(), 3);
+        let (out, _) = upload(edge + 1, None);
+        assert_eq!(persisted(&out).len(), 2);
+        assert_eq!(
+            last_ack(&out).error,
+            Some(AckError::InvalidProducerTimestamp)
+        );
     }
 }

@@ -119,6 +119,9 @@ pub struct ServeArgs {
     /// Seconds a GetMedia response waits for a new fragment before it ends.
     #[arg(long, env = "KINESCOPE_GETMEDIA_IDLE_TIMEOUT")]
     pub getmedia_idle_timeout: Option<u64>,
+    /// Seconds a fragment's producer timestamp may be ahead of the server clock (else 4007).
+    #[arg(long, env = "KINESCOPE_MAX_PRODUCER_CLOCK_AHEAD")]
+    pub max_producer_clock_ahead: Option<u64>,
 }
 
 /// The configuration file: the same keys as the flags, plus several key pairs.
@@ -140,6 +143,7 @@ pub struct FileConfig {
     pub shutdown_timeout: Option<u64>,
     pub ingest_idle_limit: Option<u64>,
     pub getmedia_idle_timeout: Option<u64>,
+    pub max_producer_clock_ahead: Option<u64>,
     #[serde(default)]
     pub credentials: Vec<KeyPair>,
 }
@@ -150,6 +154,11 @@ pub struct KeyPair {
     pub access_key: String,
     pub secret_key: String,
 }
+
+/// How far ahead of the server clock a producer timestamp may be, by default: SigV4's clock-skew
+/// allowance (±5 minutes), so a producer that stamps fragments with the clock it signs with is
+/// never refused, while a wrong clock poisons a stream for at most this long (README).
+const DEFAULT_MAX_PRODUCER_CLOCK_AHEAD_SECS: u64 = 300;
 
 /// Where TLS material comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,6 +188,7 @@ pub struct Config {
     pub shutdown_timeout_secs: u64,
     pub ingest_idle_limit_secs: u64,
     pub getmedia_idle_timeout_secs: u64,
+    pub max_producer_clock_ahead_secs: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -319,6 +329,10 @@ impl Config {
                 .getmedia_idle_timeout
                 .or(file.getmedia_idle_timeout)
                 .unwrap_or(10),
+            max_producer_clock_ahead_secs: args
+                .max_producer_clock_ahead
+                .or(file.max_producer_clock_ahead)
+                .unwrap_or(DEFAULT_MAX_PRODUCER_CLOCK_AHEAD_SECS),
         })
     }
 
@@ -414,6 +428,7 @@ mod tests {
         assert!(c.credentials.is_empty());
         assert!(!c.allow_anonymous);
         assert_eq!(c.endpoint(c.listen), "https://127.0.0.1:8443");
+        assert_eq!(c.max_producer_clock_ahead_secs, 300);
     }
 
     #[test]
@@ -426,6 +441,7 @@ mod tests {
             listen = "127.0.0.1:9000"
             region = "eu-central-1"
             no_tls = true
+            max_producer_clock_ahead = 60
             access_key = "FILEKEY"
             secret_key = "filesecret"
             [[credentials]]
@@ -440,6 +456,7 @@ mod tests {
         assert_eq!(c.listen, "127.0.0.1:9000".parse().unwrap());
         assert_eq!(c.tls, TlsMode::Off);
         assert_eq!(c.endpoint(c.listen), "http://127.0.0.1:9000");
+        assert_eq!(c.max_producer_clock_ahead_secs, 60);
         let keys: Vec<&str> = c
             .credentials
             .iter()

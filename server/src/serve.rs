@@ -122,6 +122,7 @@ pub async fn run(mut config: Config) -> Result<(), BoxError> {
         metrics: Some(metrics),
         ingest_idle_limit: Duration::from_secs(config.ingest_idle_limit_secs),
         getmedia_idle: Duration::from_secs(config.getmedia_idle_timeout_secs),
+        max_producer_clock_ahead: Duration::from_secs(config.max_producer_clock_ahead_secs),
     });
     let app = http::router(state.clone());
 

@@ -30,4 +30,6 @@ pub struct AppState {
     pub ingest_idle_limit: std::time::Duration,
     /// A GetMedia response ends after this long without a new fragment.
     pub getmedia_idle: std::time::Duration,
+    /// A PutMedia fragment stamped further ahead of the server clock than this is refused.
+    pub max_producer_clock_ahead: std::time::Duration,
 }

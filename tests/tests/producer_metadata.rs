@@ -1,12 +1,13 @@
 //! What producers attach to their fragments, against the real binary over TLS (issue 9): the
 //! user tags of the KVS C producer's video sample (`TEST_KEY_1..9` after each Cluster) come
-//! back after their fragment's Cluster in GetMedia and GetMediaForFragmentList (design/0009).
+//! back after their fragment's Cluster in GetMedia and GetMediaForFragmentList (design/0009);
+//! a producer clock in the year 2100 is refused with 4007 and leaves the stream usable.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use kinescope_api::ack::{Ack, AckEvent};
-use kinescope_api::{FragmentNumber, StreamName};
+use kinescope_api::{FragmentNumber, StreamName, Timestamp};
 use kinescope_devices::{Endpoint, MediaStream, PutMedia, PutMediaOptions};
 use kinescope_media::mkv::{Event, Limits, MkvReader};
 use kinescope_tests::{SK, Server, endpoint, mkv, now, serve};
@@ -169,4 +170,34 @@ async fn producer_metadata_comes_back_after_its_fragments_cluster() {
         assert_eq!(number, want_number.as_str());
         assert_eq!(after, want, "fragment {number}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_clock_in_2100_is_refused_and_the_stream_stays_usable() {
+    let (_dir, _server, endpoint, stream) = with_stream("future").await;
+    // RELATIVE timecodes: the producer start timestamp header sets every fragment's time.
+    let data = mkv("producer-c-1.6.4_h264_aac_putmedia.mkv");
+    let mut options = PutMediaOptions {
+        stream,
+        absolute: false,
+        start: Timestamp::from_millis(4_102_444_800_000), // 2100-01-01
+    };
+    let acks = upload(&endpoint, &options, &data).await;
+    assert!(
+        !acks.iter().any(|a| a.event == AckEvent::Persisted),
+        "{acks:?}"
+    );
+    let error = acks.last().unwrap();
+    assert_eq!(error.event, AckEvent::Error);
+    assert_eq!(error.error.map(|e| e.id()), Some(4007), "{acks:?}");
+
+    // Stamped with the real time, the next upload is stored, every fragment of it.
+    options.start = now();
+    let acks = upload(&endpoint, &options, &data).await;
+    assert!(acks.iter().all(|a| a.event != AckEvent::Error), "{acks:?}");
+    let persisted = acks
+        .iter()
+        .filter(|a| a.event == AckEvent::Persisted)
+        .count();
+    assert_eq!(persisted, 3, "{acks:?}");
 }
