@@ -10,6 +10,7 @@ use kinescope_api::control::{StorageTier, StreamInfo};
 use kinescope_api::{
     DeviceName, FragmentNumber, MediaType, StreamArn, StreamRef, TagKey, Tags, Timestamp, Version,
 };
+use kinescope_media::mkv::MetadataTag;
 
 /// Tags per stream (spec §7).
 pub const MAX_TAGS: usize = 50;
@@ -50,6 +51,8 @@ pub struct FragmentRow {
     pub length: u64,
     /// The track header (EBML header, Info, Tracks ...) the fragment follows.
     pub header_id: i64,
+    /// The producer's metadata (user tags) sent with the fragment, in order (spec §3.5).
+    pub metadata: Vec<MetadataTag>,
 }
 
 #[derive(Debug, thiserror::Error)]

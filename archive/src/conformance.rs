@@ -7,6 +7,8 @@ use kinescope_api::{
     Tags, Timestamp, Version,
 };
 
+use kinescope_media::mkv::MetadataTag;
+
 use crate::{Catalog, CatalogError, FragmentRow, TimestampKind};
 
 fn name(s: &str) -> StreamName {
@@ -316,6 +318,21 @@ async fn fragments_are_recorded_in_number_order(c: &dyn Catalog) {
         offset: 0,
         length: 10 * n,
         header_id: header,
+        // The second fragment carries producer metadata, which every query returns with it.
+        metadata: if n == 2 {
+            vec![
+                MetadataTag {
+                    name: "TEST_KEY_1".into(),
+                    value: "TEST_VALUE_1".into(),
+                },
+                MetadataTag {
+                    name: "Ümlaut \"quoted\"".into(),
+                    value: String::new(),
+                },
+            ]
+        } else {
+            Vec::new()
+        },
     };
     for n in [3, 1, 2] {
         c.add_fragment(&row(n, s.id)).await.unwrap();

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use kinescope_api::{FragmentNumber, Timestamp};
-use kinescope_media::mkv::TrackHeader;
+use kinescope_media::mkv::{MetadataTag, TrackHeader};
 
 use crate::catalog::{FragmentRow, StreamId};
 use crate::numbers::FragmentNumbers;
@@ -99,6 +99,8 @@ pub struct NewFragment {
     /// The catalog id of `header` (ignored for a stream that keeps no data).
     pub header_id: i64,
     pub header: Arc<TrackHeader>,
+    /// The producer's metadata sent with the fragment (spec §3.5).
+    pub metadata: Vec<MetadataTag>,
     /// The whole Cluster, as received (including what was already written to a pending
     /// fragment: [`Archive::commit`] writes only the rest).
     pub bytes: Vec<Bytes>,
@@ -135,6 +137,7 @@ impl NewFragment {
                 offset: 0,
                 length: size,
                 header_id: self.header_id,
+                metadata: self.metadata,
             },
             header: self.header,
             bytes: self.bytes,
@@ -343,6 +346,7 @@ mod tests {
             duration_ms: 2000,
             header_id,
             header: header.clone(),
+            metadata: Vec::new(),
             bytes: vec![Bytes::from_static(b"clu"), Bytes::from_static(b"ster")],
         };
         // Part of the fragment is written while it arrives; commit writes only the rest.

@@ -20,6 +20,7 @@ use kinescope_api::{
     DeviceName, FragmentNumber, KmsKeyId, MediaType, StreamArn, StreamName, StreamRef, TagKey,
     TagValue, Tags, Timestamp, Version,
 };
+use kinescope_media::mkv::MetadataTag;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -228,8 +229,8 @@ async fn insert_fragment(
     let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     sqlx::query(
         "INSERT INTO fragments (fragment_number, stream_id, producer_ts_ms, server_ts_ms, \
-         duration_ms, size_bytes, object_key, object_offset, object_length, header_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         duration_ms, size_bytes, object_key, object_offset, object_length, header_id, metadata) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(f.number.as_str())
     .bind(f.stream.0)
@@ -241,6 +242,7 @@ async fn insert_fragment(
     .bind(int(f.offset))
     .bind(int(f.length))
     .bind(f.header_id)
+    .bind(encode_metadata(&f.metadata))
     .execute(&mut **tx)
     .await
     .map(|_| ())
@@ -257,7 +259,7 @@ fn missing_stream(e: sqlx::Error, stream: StreamId) -> CatalogError {
 }
 
 const FRAGMENT_COLUMNS: &str = "fragment_number, producer_ts_ms, server_ts_ms, duration_ms, \
-     size_bytes, object_key, object_offset, object_length, header_id";
+     size_bytes, object_key, object_offset, object_length, header_id, metadata";
 
 fn fragment_from_row(row: &SqliteRow, stream: StreamId) -> Result<FragmentRow, CatalogError> {
     // By position, in FRAGMENT_COLUMNS order: pages hold up to a thousand rows.
@@ -277,7 +279,29 @@ fn fragment_from_row(row: &SqliteRow, stream: StreamId) -> Result<FragmentRow, C
         offset: uint(6, "object_offset")?,
         length: uint(7, "object_length")?,
         header_id: row.try_get(8)?,
+        metadata: decode_metadata(row.try_get(9)?)?,
     })
+}
+
+/// The `metadata` column: NULL for none (most fragments), else a JSON array of
+/// `[name, value]` pairs in the producer's order.
+fn encode_metadata(tags: &[MetadataTag]) -> Option<String> {
+    (!tags.is_empty()).then(|| {
+        let pairs: Vec<[&str; 2]> = tags.iter().map(|t| [&*t.name, &*t.value]).collect();
+        serde_json::to_string(&pairs).expect("strings serialize")
+    })
+}
+
+fn decode_metadata(column: Option<String>) -> Result<Vec<MetadataTag>, CatalogError> {
+    let Some(text) = column else {
+        return Ok(Vec::new());
+    };
+    let pairs: Vec<[String; 2]> =
+        serde_json::from_str(&text).map_err(|_| corrupt("metadata", text.clone()))?;
+    Ok(pairs
+        .into_iter()
+        .map(|[name, value]| MetadataTag { name, value })
+        .collect())
 }
 
 fn corrupt(column: &'static str, value: impl Into<String>) -> CatalogError {

@@ -9,7 +9,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue};
 use kinescope_api::ack::Ack;
 use kinescope_api::sigv4::{Payload, Signer};
-use kinescope_api::{StreamName, Timestamp};
+use kinescope_api::{FragmentNumber, StreamName, Timestamp};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -328,7 +328,8 @@ async fn read_acks(
     }
 }
 
-/// A GetMedia response body (spec §4): MKV documents, one per fragment, as they arrive.
+/// A GetMedia or GetMediaForFragmentList response body (spec §4, §5.2): MKV documents, one per
+/// fragment, as they arrive.
 pub struct MediaStream {
     body: ChunkedBody<Box<dyn Io>>,
 }
@@ -349,8 +350,32 @@ impl MediaStream {
         now: Timestamp,
     ) -> Result<Self, DeviceError> {
         let json = format!(r#"{{"StreamName":"{stream}","StartSelector":{start_selector}}}"#);
+        Self::post(endpoint, "/getMedia", &json, now).await
+    }
+
+    /// Starts a signed GetMediaForFragmentList read of `fragments`, in that order.
+    pub async fn fragment_list(
+        endpoint: &Endpoint,
+        stream: &StreamName,
+        fragments: &[FragmentNumber],
+        now: Timestamp,
+    ) -> Result<Self, DeviceError> {
+        let list: Vec<String> = fragments.iter().map(|f| format!(r#""{f}""#)).collect();
+        let json = format!(
+            r#"{{"StreamName":"{stream}","Fragments":[{}]}}"#,
+            list.join(",")
+        );
+        Self::post(endpoint, "/getMediaForFragmentList", &json, now).await
+    }
+
+    async fn post(
+        endpoint: &Endpoint,
+        path: &str,
+        json: &str,
+        now: Timestamp,
+    ) -> Result<Self, DeviceError> {
         let mut io = endpoint.connect().await?;
-        io.write_all(&endpoint.signed_request("/getMedia", &json, now)?)
+        io.write_all(&endpoint.signed_request(path, json, now)?)
             .await?;
         io.flush().await?;
         Ok(Self {

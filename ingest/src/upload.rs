@@ -278,6 +278,7 @@ impl Shell<'_> {
             duration_ms: f.duration_ms,
             header_id,
             header: self.header(f.header_version),
+            metadata: f.metadata,
             bytes,
         }
     }

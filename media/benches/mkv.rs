@@ -82,6 +82,7 @@ fn bench(c: &mut Criterion) {
                 fragment_number: "91343852333181432392682062607743920146159169392",
                 server_timestamp_ms: 1,
                 producer_timestamp_ms: 2,
+                metadata: &[],
             };
             black_box(getmedia_fragment(
                 &header,

@@ -9,8 +9,8 @@ use std::process::Command;
 
 use bytes::Bytes;
 use kinescope_media::mkv::{
-    Event, Fragment, FragmentTags, Limits, MkvReader, ProducerWriter, TrackHeader, TrackType,
-    cluster_frames, getmedia_fragment,
+    Event, Fragment, FragmentTags, Limits, MetadataTag, MkvReader, ProducerWriter, TrackHeader,
+    TrackType, cluster_frames, getmedia_fragment,
 };
 
 fn run(cmd: &mut Command) -> Vec<u8> {
@@ -224,7 +224,11 @@ fn writer_output_is_accepted_by_mkvmerge_and_ffprobe() {
     let rewritten = dir.path().join("rewritten.mkv");
     std::fs::write(&rewritten, &out).unwrap();
 
-    // GetMedia framing of the same fragments.
+    // GetMedia framing of the same fragments, with producer metadata after each Cluster.
+    let metadata = [MetadataTag {
+        name: "TEST_KEY_1".into(),
+        value: "TEST_VALUE_1".into(),
+    }];
     let mut gm = Vec::new();
     for (i, f) in fragments.iter().enumerate() {
         let n = format!("{:047}", i + 1);
@@ -232,6 +236,7 @@ fn writer_output_is_accepted_by_mkvmerge_and_ffprobe() {
             fragment_number: &n,
             server_timestamp_ms: 1_700_000_000_000,
             producer_timestamp_ms: 1_700_000_000_000,
+            metadata: &metadata,
         };
         for part in getmedia_fragment(header, tags, &f.bytes, 0, &n) {
             gm.extend_from_slice(&part);

@@ -206,6 +206,7 @@ async fn document(
         fragment_number: row.number.as_str(),
         server_timestamp_ms: row.server_timestamp.as_millis(),
         producer_timestamp_ms: row.producer_timestamp.as_millis(),
+        metadata: &row.metadata,
     };
     Ok(archived_fragment(header, tags, &[cluster]))
 }

@@ -317,6 +317,7 @@ impl State {
             fragment_number: row.number.as_str(),
             server_timestamp_ms: row.server_timestamp.as_millis(),
             producer_timestamp_ms: row.producer_timestamp.as_millis(),
+            metadata: &row.metadata,
         };
         Ok(getmedia_fragment(
             &header,

@@ -137,6 +137,9 @@ pub struct ServeArgs {
     #[arg(long, env = "KINESCOPE_ALPN_H2", value_parser = BoolishValueParser::new(),
           num_args = 0..=1, default_missing_value = "true")]
     pub alpn_h2: Option<bool>,
+    /// Seconds a fragment's producer timestamp may be ahead of the server clock (else 4007).
+    #[arg(long, env = "KINESCOPE_MAX_PRODUCER_CLOCK_AHEAD")]
+    pub max_producer_clock_ahead: Option<u64>,
 }
 
 /// The configuration file: the same keys as the flags, plus several key pairs.
@@ -163,6 +166,7 @@ pub struct FileConfig {
     pub keepalive_timeout: Option<u64>,
     pub body_budget: Option<usize>,
     pub alpn_h2: Option<bool>,
+    pub max_producer_clock_ahead: Option<u64>,
     #[serde(default)]
     pub credentials: Vec<KeyPair>,
 }
@@ -173,6 +177,11 @@ pub struct KeyPair {
     pub access_key: String,
     pub secret_key: String,
 }
+
+/// How far ahead of the server clock a producer timestamp may be, by default: SigV4's clock-skew
+/// allowance (±5 minutes), so a producer that stamps fragments with the clock it signs with is
+/// never refused, while a wrong clock poisons a stream for at most this long (README).
+const DEFAULT_MAX_PRODUCER_CLOCK_AHEAD_SECS: u64 = 300;
 
 /// Where TLS material comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,6 +217,7 @@ pub struct Config {
     pub keepalive_timeout_secs: u64,
     pub body_budget: usize,
     pub alpn_h2: bool,
+    pub max_producer_clock_ahead_secs: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -356,6 +366,10 @@ impl Config {
                 .unwrap_or(60),
             body_budget: args.body_budget.or(file.body_budget).unwrap_or(32 << 20),
             alpn_h2: args.alpn_h2.or(file.alpn_h2).unwrap_or(false),
+            max_producer_clock_ahead_secs: args
+                .max_producer_clock_ahead
+                .or(file.max_producer_clock_ahead)
+                .unwrap_or(DEFAULT_MAX_PRODUCER_CLOCK_AHEAD_SECS),
         })
     }
 
@@ -452,6 +466,7 @@ mod tests {
         assert!(!c.allow_anonymous);
         assert_eq!(c.endpoint(c.listen), "https://127.0.0.1:8443");
         assert_eq!(c.getmedia_idle_timeout_secs, 3, "KVS's GetMedia idle end");
+        assert_eq!(c.max_producer_clock_ahead_secs, 300);
     }
 
     #[test]
@@ -464,6 +479,7 @@ mod tests {
             listen = "127.0.0.1:9000"
             region = "eu-central-1"
             no_tls = true
+            max_producer_clock_ahead = 60
             access_key = "FILEKEY"
             secret_key = "filesecret"
             [[credentials]]
@@ -478,6 +494,7 @@ mod tests {
         assert_eq!(c.listen, "127.0.0.1:9000".parse().unwrap());
         assert_eq!(c.tls, TlsMode::Off);
         assert_eq!(c.endpoint(c.listen), "http://127.0.0.1:9000");
+        assert_eq!(c.max_producer_clock_ahead_secs, 60);
         let keys: Vec<&str> = c
             .credentials
             .iter()

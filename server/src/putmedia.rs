@@ -75,6 +75,7 @@ pub async fn put_media(
             start_timestamp,
             limits: Limits::default(),
             max_user_tags: 10,
+            max_clock_ahead: app.max_producer_clock_ahead,
         },
         writers: app.writers.clone(),
         idle_ack_every: Duration::from_secs(3).min(app.ingest_idle_limit / 2),

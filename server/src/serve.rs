@@ -134,6 +134,7 @@ pub async fn run(mut config: Config) -> Result<(), BoxError> {
             config.body_budget,
             Duration::from_secs(config.request_timeout_secs),
         ),
+        max_producer_clock_ahead: Duration::from_secs(config.max_producer_clock_ahead_secs),
     });
     let app = http::router(state.clone());
 

@@ -32,4 +32,6 @@ pub struct AppState {
     pub getmedia_idle: std::time::Duration,
     /// Bounds on buffered request bodies.
     pub limits: crate::limits::Limits,
+    /// A PutMedia fragment stamped further ahead of the server clock than this is refused.
+    pub max_producer_clock_ahead: std::time::Duration,
 }

@@ -133,6 +133,9 @@ pub struct Fragment {
     pub frames: BTreeMap<u64, u32>,
     /// Offset of the Cluster in the stream.
     pub offset: u64,
+    /// The Cluster was sent with an unknown size (as KVS producers send it), so it ended where
+    /// the next level-1 element began; Tags that follow it may still belong to its fragment.
+    pub unknown_size: bool,
     /// The Cluster element's bytes, as zero-copy slices of the pushed chunks.
     pub bytes: Vec<Bytes>,
 }
@@ -161,6 +164,14 @@ pub struct SimpleTag {
     pub binary: Option<Bytes>,
 }
 
+/// A producer's fragment metadata item (spec §3.5, `putKinesisVideoFragmentMetadata`): a user
+/// tag KVS keeps with its fragment and returns after the fragment's Cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetadataTag {
+    pub name: String,
+    pub value: String,
+}
+
 /// The tag KVS producers send to end a fragment early (spec §3.5).
 pub const END_OF_FRAGMENT: &str = "AWS_KINESISVIDEO_END_OF_FRAGMENT";
 
@@ -177,6 +188,9 @@ pub enum Event {
     Tags {
         tags: Vec<SimpleTag>,
         end_of_fragment: bool,
+        /// Before the first Cluster of its document: part of the header (spec §0.11), not of
+        /// a fragment.
+        in_header: bool,
         offset: u64,
     },
 }

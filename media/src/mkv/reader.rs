@@ -74,6 +74,7 @@ struct Document {
 #[derive(Debug)]
 struct ClusterState {
     offset: u64,
+    unknown_size: bool,
     timecode: Option<u64>,
     first: Option<i64>,
     last: Option<i64>,
@@ -420,9 +421,11 @@ impl MkvReader {
                 let tags = parse_tags(&data, h.offset + h.len as u64)?;
                 self.input.advance(h.len + data.len());
                 let end_of_fragment = tags.iter().any(|t| t.name == END_OF_FRAGMENT);
+                let in_header = !self.doc.as_ref().expect("checked").header_emitted;
                 self.events.push_back(Event::Tags {
                     tags,
                     end_of_fragment,
+                    in_header,
                     offset: h.offset,
                 });
                 Ok(true)
@@ -469,6 +472,7 @@ impl MkvReader {
         });
         self.cluster = Some(ClusterState {
             offset: h.offset,
+            unknown_size: end.is_none(),
             timecode: None,
             first: None,
             last: None,
@@ -714,6 +718,7 @@ impl MkvReader {
             key_frames: c.key_frames,
             frames: c.frames,
             offset: c.offset,
+            unknown_size: c.unknown_size,
             bytes: self.input.stop_recording(),
         }));
         Ok(())

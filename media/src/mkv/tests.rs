@@ -237,6 +237,13 @@ fn producer_uploads_have_the_known_shape() {
         })
         .collect();
     assert_eq!(timecodes, [0, 1800, 3600]);
+    // The C producer sends its Clusters with an unknown size.
+    assert!(
+        events
+            .iter()
+            .filter_map(Event::fragment)
+            .all(|f| f.unknown_size)
+    );
     // The upload ends with the producer's end-of-fragment tag, after the last fragment.
     let last = events.last().unwrap();
     assert!(

@@ -1,8 +1,9 @@
 //! MKV writers. [`getmedia_fragment`] frames one stored fragment as the real GetMedia service
 //! does (spec §4, §0.11, compared with `testdata/mkv/output_get_media.mkv`): a full document per
-//! fragment whose Cluster bytes are the stored `Bytes`, never copies. [`getmedia_error`] is the
-//! error document of spec §0.12. [`ProducerWriter`] turns frames into a streamable MKV for
-//! producers (`devices`).
+//! fragment whose Cluster bytes are the stored `Bytes`, never copies, followed by the producer's
+//! fragment metadata as the service returns it (`testdata/mkv/test_mixed_tags.mkv`).
+//! [`getmedia_error`] is the error document of spec §0.12. [`ProducerWriter`] turns frames into
+//! a streamable MKV for producers (`devices`).
 
 use bytes::Bytes;
 
@@ -10,20 +11,24 @@ use super::ebml::{
     Size, UNKNOWN_SIZE, read_id, read_size, write_bytes, write_id, write_master, write_size,
     write_size_len, write_uint,
 };
-use super::{Event, Limits, MkvError, MkvReader, Track, TrackHeader, TrackType, ids};
+use super::{Event, Limits, MetadataTag, MkvError, MkvReader, Track, TrackHeader, TrackType, ids};
 
-/// The KVS tags GetMedia puts before each Cluster.
+/// What GetMedia says about each fragment besides its Cluster: the KVS tags before it and the
+/// producer's metadata after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FragmentTags<'a> {
     pub fragment_number: &'a str,
     /// Milliseconds since the epoch.
     pub server_timestamp_ms: i64,
     pub producer_timestamp_ms: i64,
+    /// The user tags the producer sent with the fragment (spec §3.5).
+    pub metadata: &'a [MetadataTag],
 }
 
 /// One fragment as a GetMedia document: the stored header, the KVS tags, the stored Cluster,
-/// then `MILLIS_BEHIND_NOW` and `CONTINUATION_TOKEN`. The returned list reuses `header` and
-/// `cluster` bytes as they are; only the Segment header and the two Tags are new.
+/// the producer's metadata, then `MILLIS_BEHIND_NOW` and `CONTINUATION_TOKEN`. The returned
+/// list reuses `header` and `cluster` bytes as they are; only the Segment header and the Tags
+/// are new.
 pub fn getmedia_fragment(
     header: &TrackHeader,
     tags: FragmentTags<'_>,
@@ -62,6 +67,7 @@ pub fn archived_fragment(
         ),
     ])));
     out.extend(known_size_cluster(cluster));
+    out.extend(tags.metadata.iter().map(|t| Bytes::from(metadata_tags(t))));
     out
 }
 
@@ -329,27 +335,37 @@ fn default_ebml_header() -> Vec<u8> {
     out
 }
 
-/// `Tags { Tag { SimpleTag { TagName, TagString } ... } }`, with the 4-byte size fields the
-/// real service writes.
+/// KVS's own tags: `Tags { Tag { SimpleTag { TagName, TagString } ... } }`, with the 4-byte size
+/// fields the real service writes.
 fn kvs_tags(pairs: &[(&str, &str)]) -> Vec<u8> {
+    tags_element(pairs, 4)
+}
+
+/// One metadata item as the real service returns it after the Cluster: a Tags element of its
+/// own with 8-byte size fields — the form the KVS C producer uploads it in, byte for byte.
+fn metadata_tags(t: &MetadataTag) -> Vec<u8> {
+    tags_element(&[(&t.name, &t.value)], 8)
+}
+
+/// `Tags { Tag { SimpleTag { TagName, TagString } ... } }`, every size field `size_len` bytes.
+fn tags_element(pairs: &[(&str, &str)], size_len: usize) -> Vec<u8> {
+    let element = |out: &mut Vec<u8>, id: u32, data: &[u8]| {
+        write_id(out, id);
+        write_size_len(out, data.len() as u64, size_len);
+        out.extend_from_slice(data);
+    };
     let mut tag = Vec::new();
     for (name, value) in pairs {
         let mut simple = Vec::new();
-        len4(&mut simple, ids::TAG_NAME, name.as_bytes());
-        len4(&mut simple, ids::TAG_STRING, value.as_bytes());
-        len4(&mut tag, ids::SIMPLE_TAG, &simple);
+        element(&mut simple, ids::TAG_NAME, name.as_bytes());
+        element(&mut simple, ids::TAG_STRING, value.as_bytes());
+        element(&mut tag, ids::SIMPLE_TAG, &simple);
     }
     let mut tags = Vec::new();
-    len4(&mut tags, ids::TAG, &tag);
+    element(&mut tags, ids::TAG, &tag);
     let mut out = Vec::new();
-    len4(&mut out, ids::TAGS, &tags);
+    element(&mut out, ids::TAGS, &tags);
     out
-}
-
-fn len4(out: &mut Vec<u8>, id: u32, data: &[u8]) {
-    write_id(out, id);
-    write_size_len(out, data.len() as u64, 4);
-    out.extend_from_slice(data);
 }
 
 /// `seconds.mmm`, as KVS tags carry timestamps.
@@ -437,6 +453,7 @@ mod tests {
                     fragment_number: &number,
                     server_timestamp_ms: 1_700_000_000_123 + i as i64,
                     producer_timestamp_ms: 1_700_000_000_000,
+                    metadata: &[],
                 };
                 getmedia_fragment(header, tags, &f.bytes, 42, &number)
             })
@@ -526,6 +543,7 @@ mod tests {
             fragment_number: "1",
             server_timestamp_ms: 0,
             producer_timestamp_ms: 0,
+            metadata: &[],
         };
         let out = getmedia_fragment(&header, tags, &f.bytes, 0, "1");
         // Each stored part is sent as itself, or (the first, when the Cluster's size had to be
@@ -565,6 +583,7 @@ mod tests {
             fragment_number: "1",
             server_timestamp_ms: 0,
             producer_timestamp_ms: 0,
+            metadata: &[],
         };
         for f in &fragments {
             let stored: Vec<u8> = f.bytes.concat();
@@ -632,6 +651,7 @@ mod tests {
                 fragment_number: "1",
                 server_timestamp_ms: 0,
                 producer_timestamp_ms: 0,
+                metadata: &[],
             },
             &cluster,
             0,
@@ -703,6 +723,7 @@ mod tests {
             fragment_number: "1",
             server_timestamp_ms: 0,
             producer_timestamp_ms: 0,
+            metadata: &[],
         };
         let doc = archived_fragment(&back, tags, &fragments[0].bytes);
         let events = parse(&doc);
@@ -721,6 +742,70 @@ mod tests {
 
     fn concat(parts: &[Bytes]) -> Vec<u8> {
         parts.iter().flat_map(|b| b.iter().copied()).collect()
+    }
+
+    #[test]
+    fn metadata_follows_the_cluster_as_the_real_service_returns_it() {
+        let (header, fragments) = upload_fragments("producer-c-1.6.4_h264_putmedia.mkv");
+        let metadata: Vec<MetadataTag> = (0..5)
+            .map(|i| MetadataTag {
+                name: format!("testTag_{i}"),
+                value: format!("testTag_{i}_Value"),
+            })
+            .collect();
+        let tags = FragmentTags {
+            fragment_number: "1",
+            server_timestamp_ms: 0,
+            producer_timestamp_ms: 0,
+            metadata: &metadata,
+        };
+        // After the Cluster and before the KVS tags that follow it, one Tags element per item,
+        // as in the real service's document (its first one also has Tags before Info).
+        let doc = getmedia_fragment(&header, tags, &fragments[0].bytes, 0, "1").concat();
+        let theirs = fixture("test_mixed_tags.mkv");
+        let documents = |ids_seen: Vec<u32>| -> Vec<Vec<u32>> {
+            ids_seen
+                .split(|&id| id == ids::EBML)
+                .filter(|d| !d.is_empty())
+                .map(|d| d.to_vec())
+                .collect()
+        };
+        let ours = documents(level1(&doc));
+        let from_cluster =
+            |d: &[u32]| d[d.iter().position(|&id| id == ids::CLUSTER).unwrap()..].to_vec();
+        let expected = [vec![ids::CLUSTER], vec![ids::TAGS; 6]].concat();
+        assert_eq!(from_cluster(&ours[0]), expected);
+        for d in documents(level1(&theirs)) {
+            assert_eq!(from_cluster(&d), expected);
+        }
+        // Byte for byte what the real service sent for testTag_0.
+        let ours_tag = metadata_tags(&metadata[0]);
+        let at = theirs
+            .windows(ours_tag.len())
+            .position(|w| w == ours_tag.as_slice());
+        assert!(at.is_some(), "the real service's form");
+        // The names and values read back, in order, after the Cluster.
+        let events = parse(&[Bytes::from(doc)]);
+        let after: Vec<(String, String)> = events
+            .iter()
+            .skip_while(|e| !matches!(e, Event::Fragment(_)))
+            .filter_map(|e| match e {
+                Event::Tags { tags, .. } => Some((tags[0].name.clone(), tags[0].value.clone())),
+                _ => None,
+            })
+            .collect();
+        let want: Vec<(String, String)> = metadata
+            .iter()
+            .map(|t| (t.name.clone(), t.value.clone()))
+            .chain([("AWS_KINESISVIDEO_MILLIS_BEHIND_NOW".into(), "0".into())])
+            .collect();
+        assert_eq!(after, want);
+        // GetMediaForFragmentList: the same items end the document.
+        let archived = archived_fragment(&header, tags, &fragments[0].bytes).concat();
+        assert_eq!(
+            from_cluster(&documents(level1(&archived))[0]),
+            [vec![ids::CLUSTER], vec![ids::TAGS; 5]].concat()
+        );
     }
 
     #[test]
@@ -819,6 +904,7 @@ mod tests {
             let Event::TrackHeader(h) = &events[0] else { panic!() };
             prop_assert_eq!(&h.tracks, &tracks);
             let f = events.iter().find_map(Event::fragment).unwrap();
+            prop_assert!(!f.unknown_size);
             prop_assert_eq!(f.timecode as i64, frames[0].timecode);
             prop_assert_eq!(f.frame_count() as usize, frames.len());
             prop_assert_eq!(f.first_frame, frames.first().unwrap().timecode);
