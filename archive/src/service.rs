@@ -101,9 +101,13 @@ pub struct NewFragment {
     pub header: Arc<TrackHeader>,
     /// The producer's metadata sent with the fragment (spec §3.5).
     pub metadata: Vec<MetadataTag>,
-    /// The whole Cluster, as received (including what was already written to a pending
-    /// fragment: [`Archive::commit`] writes only the rest).
-    pub bytes: Vec<Bytes>,
+    /// The bytes of the Cluster not yet written to its pending fragment (all of them for
+    /// [`Archive::append`]): [`Archive::commit`] writes them.
+    pub rest: Vec<Bytes>,
+    /// The whole Cluster as received, for live readers, when the upload kept it in memory
+    /// (the same `Bytes` that were written, not a copy). `None` when it did not (nobody was
+    /// reading, or over the ingest's memory budget): live readers then read it from the store.
+    pub live_bytes: Option<Vec<Bytes>>,
 }
 
 /// Fragments a stream's live bus holds for its slowest reader. A reader further behind gets
@@ -111,20 +115,20 @@ pub struct NewFragment {
 /// fragments of its stream in memory.
 pub const LIVE_BUS_CAPACITY: usize = 8;
 
-/// A fragment announced on the live bus: its row, and the bytes and header it arrived with.
-/// For a stream that keeps no data (retention 0) these are the only copy, and `row` names no
-/// object.
+/// A fragment announced on the live bus: its row, and the header and (when the upload kept
+/// them) bytes it arrived with. For a stream that keeps no data (retention 0) these are the
+/// only copy, and `row` names no object.
 #[derive(Debug, Clone)]
 pub struct LiveFragment {
     pub row: FragmentRow,
     pub header: Arc<TrackHeader>,
-    pub bytes: Vec<Bytes>,
+    /// `None`: read the fragment from the store.
+    pub bytes: Option<Vec<Bytes>>,
 }
 
 impl NewFragment {
-    /// Announced on the live bus, as the object at `object_key`.
-    fn into_live(self, object_key: String) -> LiveFragment {
-        let size = self.bytes.iter().map(|b| b.len() as u64).sum();
+    /// Announced on the live bus, as the `size` bytes of the object at `object_key`.
+    fn into_live(self, object_key: String, size: u64) -> LiveFragment {
         LiveFragment {
             row: FragmentRow {
                 stream: self.stream,
@@ -140,24 +144,13 @@ impl NewFragment {
                 metadata: self.metadata,
             },
             header: self.header,
-            bytes: self.bytes,
+            bytes: self.live_bytes,
         }
     }
 }
 
-/// `parts` without their first `skip` bytes (slices, not copies).
-fn skip_bytes(parts: &[Bytes], mut skip: u64) -> Vec<Bytes> {
-    let mut rest = Vec::new();
-    for p in parts {
-        let len = p.len() as u64;
-        if skip >= len {
-            skip -= len;
-        } else {
-            rest.push(p.slice(skip as usize..));
-            skip = 0;
-        }
-    }
-    rest
+fn total(parts: &[Bytes]) -> u64 {
+    parts.iter().map(|b| b.len() as u64).sum()
 }
 
 #[derive(Debug)]
@@ -212,6 +205,15 @@ impl Archive {
             .subscribe()
     }
 
+    /// Whether anyone reads `stream`'s live bus now: an upload need not keep a fragment's bytes
+    /// for readers that do not exist.
+    pub fn has_live_readers(&self, stream: StreamId) -> bool {
+        let live = self.live.lock().expect("live bus lock");
+        live.buses
+            .get(&stream)
+            .is_some_and(|bus| bus.receiver_count() > 0)
+    }
+
     /// Sends a fragment to its stream's live readers; forgets a bus nobody reads any more.
     fn publish(&self, fragment: LiveFragment) {
         let buses = &mut self.live.lock().expect("live bus lock").buses;
@@ -262,17 +264,18 @@ impl Archive {
     pub async fn commit(
         &self,
         mut pending: PendingFragment,
-        f: NewFragment,
+        mut f: NewFragment,
     ) -> Result<FragmentRow, ArchiveError> {
-        pending.write(skip_bytes(&f.bytes, pending.size)).await?;
+        pending.write(std::mem::take(&mut f.rest)).await?;
         let (key, size) = pending.finish().await?;
-        let live = f.into_live(key);
-        if live.row.size != size {
+        if let Some(kept) = f.live_bytes.as_deref().map(total)
+            && kept != size
+        {
             return Err(ArchiveError::Store(std::io::Error::other(format!(
-                "stored {size} bytes of a {}-byte fragment",
-                live.row.size
+                "stored {size} bytes of a {kept}-byte fragment"
             ))));
         }
+        let live = f.into_live(key, size);
         self.catalog.add_fragment(&live.row).await?;
         let row = live.row.clone();
         self.publish(live);
@@ -285,9 +288,12 @@ impl Archive {
         self.commit(pending, f).await
     }
 
-    /// Announces a fragment of a stream that keeps no data to its live readers.
+    /// Announces a fragment of a stream that keeps no data to its live readers. Without its
+    /// bytes (the upload kept none) there is nothing to announce.
     pub fn announce_unstored(&self, f: NewFragment) {
-        self.publish(f.into_live(String::new()));
+        if let Some(size) = f.live_bytes.as_deref().map(total) {
+            self.publish(f.into_live(String::new(), size));
+        }
     }
 
     /// The stored bytes of a fragment.
@@ -329,6 +335,8 @@ mod tests {
         let other = create("other", 2).await;
         let archive = Archive::open(catalog.clone(), store.clone()).await.unwrap();
         let mut live = archive.subscribe(stream.id);
+        assert!(archive.has_live_readers(stream.id));
+        assert!(!archive.has_live_readers(other.id));
         let header_id = catalog.add_track_header(stream.id, b"hdr").await.unwrap();
         let header = Arc::new(TrackHeader {
             version: 0,
@@ -347,7 +355,11 @@ mod tests {
             header_id,
             header: header.clone(),
             metadata: Vec::new(),
-            bytes: vec![Bytes::from_static(b"clu"), Bytes::from_static(b"ster")],
+            rest: vec![Bytes::from_static(b"uster")],
+            live_bytes: Some(vec![
+                Bytes::from_static(b"clu"),
+                Bytes::from_static(b"ster"),
+            ]),
         };
         // Part of the fragment is written while it arrives; commit writes only the rest.
         let number = archive.next_fragment_number(now);
@@ -368,7 +380,7 @@ mod tests {
             "announced on the live bus after the commit"
         );
         assert_eq!(
-            announced.bytes.concat(),
+            announced.bytes.as_ref().unwrap().concat(),
             b"cluster",
             "with the bytes as received"
         );
@@ -379,7 +391,11 @@ mod tests {
         );
         // Another stream's fragments go to its own bus, which nobody reads.
         let elsewhere = archive.next_fragment_number(now);
-        archive.append(fragment(other.id, elsewhere)).await.unwrap();
+        let whole = NewFragment {
+            rest: vec![Bytes::from_static(b"cluster")],
+            ..fragment(other.id, elsewhere)
+        };
+        archive.append(whole).await.unwrap();
         assert!(live.try_recv().is_err(), "not to this stream's readers");
         assert!(!archive.live.lock().unwrap().buses.contains_key(&other.id));
         // Buses of streams that stop publishing go once nobody reads them.
@@ -393,10 +409,6 @@ mod tests {
                 .await
                 .unwrap(),
             vec![row]
-        );
-        assert_eq!(
-            skip_bytes(&[Bytes::from_static(b"ab"), Bytes::from_static(b"cde")], 3),
-            vec![Bytes::from_static(b"de")]
         );
         // A restarted archive with a clock behind issues numbers above the recorded ones.
         let again = Archive::open(catalog, store).await.unwrap();

@@ -5,10 +5,12 @@
 //!
 //! Dependency rule: never depends on `kinescope-playback`.
 
+mod live_copy;
 mod session;
 mod upload;
 mod writers;
 
+pub use live_copy::LiveBudget;
 pub use session::{Output, ReceivedFragment, Session, SessionConfig, TimecodeType};
 pub use upload::{Upload, upload};
 pub use writers::Writers;

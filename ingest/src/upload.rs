@@ -2,9 +2,10 @@
 //! writes each fragment to the store while it arrives, commits it (durable object, then catalog
 //! row) before ACKing PERSISTED, and streams ACKs back while the body is still arriving (spec
 //! §3.2). Writes run at most `WRITE_QUEUE` batches behind reading, so a slow store pushes back
-//! on the socket instead of buffering. An upload holds the fragment it is receiving (as the
-//! `Bytes` chunks the body arrived in, shared with the store's writes), which goes to the live
-//! bus with the commit: live readers never read it back from the store.
+//! on the socket instead of buffering. While its stream has live readers, an upload keeps the
+//! fragment it is receiving (as the `Bytes` chunks the body arrived in, shared with the store's
+//! writes, within the server-wide [`LiveBudget`]), which goes to the live bus with the commit,
+//! so live readers need not read it back from the store.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use kinescope_media::mkv::TrackHeader;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::live_copy::{LiveBudget, LiveCopy};
 use crate::session::{Output, ReceivedFragment, Session, SessionConfig};
 use crate::writers::Writers;
 
@@ -38,6 +40,8 @@ pub struct Upload {
     pub idle_limit: Duration,
     /// ERROR 4003 after this long (spec §3.4: 45 min).
     pub max_connection: Duration,
+    /// What all uploads may keep in memory of the fragments they receive, for live readers.
+    pub live_budget: Arc<LiveBudget>,
 }
 
 /// Runs the upload until the body ends, an error is ACKed, or the client goes away. ACK lines
@@ -71,7 +75,7 @@ where
         headers: HashMap::new(),
         header_ids: HashMap::new(),
         pending: None,
-        received: Vec::new(),
+        live: LiveCopy::new(u.live_budget.clone()),
     };
     let started = Instant::now();
     let mut last_data = Instant::now();
@@ -168,8 +172,8 @@ struct Shell<'a> {
     /// The fragment being written while it arrives (dropped, it leaves nothing).
     pending: Option<PendingFragment>,
     /// The bytes of the fragment being received so far, for the live bus (and, on a stream
-    /// that keeps no data, its only copy).
-    received: Vec<Bytes>,
+    /// that keeps no data, its only copy), while somebody reads live and the budget allows.
+    live: LiveCopy,
 }
 
 impl Shell<'_> {
@@ -219,7 +223,9 @@ impl Shell<'_> {
 
     /// Writes bytes of the fragment being received; on failure, ACKs the error.
     async fn write(&mut self, number: kinescope_api::FragmentNumber, bytes: Vec<Bytes>) -> bool {
-        self.received.extend(bytes.iter().cloned());
+        let (archive, stream) = (&self.u.archive, self.u.stream.id);
+        self.live
+            .extend(&bytes, || archive.has_live_readers(stream));
         if self.u.stream.info.data_retention_in_hours == 0 {
             return true;
         }
@@ -266,10 +272,13 @@ impl Shell<'_> {
             .clone()
     }
 
-    /// The whole fragment: what was received before `f` completed it, then `f`'s bytes.
+    /// The fragment `f` completes: its last bytes to store, and the whole of it for live
+    /// readers if it was kept.
     fn new_fragment(&mut self, f: ReceivedFragment, header_id: i64) -> NewFragment {
-        let mut bytes = std::mem::take(&mut self.received);
-        bytes.extend(f.bytes);
+        let (archive, stream) = (&self.u.archive, self.u.stream.id);
+        let live_bytes = self
+            .live
+            .take(&f.bytes, || archive.has_live_readers(stream));
         NewFragment {
             stream: self.u.stream.id,
             number: f.number,
@@ -279,7 +288,8 @@ impl Shell<'_> {
             header_id,
             header: self.header(f.header_version),
             metadata: f.metadata,
-            bytes,
+            rest: f.bytes,
+            live_bytes,
         }
     }
 }

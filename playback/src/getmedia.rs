@@ -4,7 +4,8 @@
 //! catch-up begins, so the seam has no gap and no duplicate (anything at or before the last
 //! fragment sent is skipped). The bus carries each fragment's bytes as they arrived, so the tail
 //! sends them without touching the store, and a stream that keeps no data (retention 0) is
-//! served from the bus alone. A reader that falls behind the bus goes back to catalog pages; the
+//! served from the bus alone; a fragment the upload did not keep in memory (over its budget,
+//! design/0008) is read from the store. A reader that falls behind the bus goes back to catalog pages; the
 //! response body is produced only as fast as the client reads it, so a slow reader holds one
 //! fragment of its own, never a backlog (the bus holds at most `LIVE_BUS_CAPACITY` for all).
 
@@ -278,17 +279,21 @@ impl State {
     async fn document(&mut self, item: &Item) -> Result<Vec<Bytes>, PlaybackError> {
         let row = item.row();
         let (header, cluster) = match item {
-            Item::Live(live) => (
-                live.header.clone(),
-                live.bytes
-                    .iter()
-                    .flat_map(|b| {
-                        (0..b.len())
-                            .step_by(LIVE_SLICE)
-                            .map(|i| b.slice(i..(i + LIVE_SLICE).min(b.len())))
-                    })
-                    .collect(),
-            ),
+            Item::Live(live) => {
+                let cluster = match &live.bytes {
+                    Some(bytes) => bytes
+                        .iter()
+                        .flat_map(|b| {
+                            (0..b.len())
+                                .step_by(LIVE_SLICE)
+                                .map(|i| b.slice(i..(i + LIVE_SLICE).min(b.len())))
+                        })
+                        .collect(),
+                    // The upload did not keep it (over its memory budget): from the store.
+                    None => vec![self.read.archive.fragment_bytes(row).await?],
+                };
+                (live.header.clone(), cluster)
+            }
             Item::Stored(row) => {
                 let header = match &self.header {
                     Some((id, h)) if *id == row.header_id => h.clone(),

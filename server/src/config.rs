@@ -23,7 +23,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server: control plane, ingest and playback on one listener.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run N synthetic cameras uploading to a server (load tests).
     Simulate(SimulateArgs),
 }
@@ -133,6 +133,9 @@ pub struct ServeArgs {
     /// Bytes of JSON request bodies buffered at once across the server.
     #[arg(long, env = "KINESCOPE_BODY_BUDGET")]
     pub body_budget: Option<usize>,
+    /// Bytes of fragments being received that uploads may keep in memory for live readers.
+    #[arg(long, env = "KINESCOPE_LIVE_BUDGET")]
+    pub live_budget: Option<usize>,
     /// Offer HTTP/2 by ALPN over TLS (off: libcurl-based producers would take it and break).
     #[arg(long, env = "KINESCOPE_ALPN_H2", value_parser = BoolishValueParser::new(),
           num_args = 0..=1, default_missing_value = "true")]
@@ -165,6 +168,7 @@ pub struct FileConfig {
     pub request_timeout: Option<u64>,
     pub keepalive_timeout: Option<u64>,
     pub body_budget: Option<usize>,
+    pub live_budget: Option<usize>,
     pub alpn_h2: Option<bool>,
     pub max_producer_clock_ahead: Option<u64>,
     #[serde(default)]
@@ -216,6 +220,7 @@ pub struct Config {
     pub request_timeout_secs: u64,
     pub keepalive_timeout_secs: u64,
     pub body_budget: usize,
+    pub live_budget: usize,
     pub alpn_h2: bool,
     pub max_producer_clock_ahead_secs: u64,
 }
@@ -365,6 +370,7 @@ impl Config {
                 .or(file.keepalive_timeout)
                 .unwrap_or(60),
             body_budget: args.body_budget.or(file.body_budget).unwrap_or(32 << 20),
+            live_budget: args.live_budget.or(file.live_budget).unwrap_or(256 << 20),
             alpn_h2: args.alpn_h2.or(file.alpn_h2).unwrap_or(false),
             max_producer_clock_ahead_secs: args
                 .max_producer_clock_ahead
@@ -452,7 +458,7 @@ mod tests {
         let Command::Serve(a) = cli.command else {
             panic!("serve")
         };
-        a
+        *a
     }
 
     #[test]

@@ -31,7 +31,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let args = match cli.command {
-        Command::Serve(args) => args,
+        Command::Serve(args) => *args,
         Command::Simulate(args) => return simulate(args),
     };
     let config = match Config::resolve(args) {

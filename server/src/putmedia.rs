@@ -81,6 +81,7 @@ pub async fn put_media(
         idle_ack_every: Duration::from_secs(3).min(app.ingest_idle_limit / 2),
         idle_limit: app.ingest_idle_limit,
         max_connection: Duration::from_secs(45 * 60),
+        live_budget: app.live_budget.clone(),
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(ACK_BUFFER);
     // Waiting for the first body bytes before the 200 goes out makes hyper answer

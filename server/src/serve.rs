@@ -130,6 +130,7 @@ pub async fn run(mut config: Config) -> Result<(), BoxError> {
         metrics: Some(metrics),
         ingest_idle_limit: Duration::from_secs(config.ingest_idle_limit_secs),
         getmedia_idle: Duration::from_secs(config.getmedia_idle_timeout_secs),
+        live_budget: kinescope_ingest::LiveBudget::new(config.live_budget),
         limits: Limits::new(
             config.body_budget,
             Duration::from_secs(config.request_timeout_secs),

@@ -30,6 +30,8 @@ pub struct AppState {
     pub ingest_idle_limit: std::time::Duration,
     /// A GetMedia response ends after this long without a new fragment.
     pub getmedia_idle: std::time::Duration,
+    /// What uploads may keep in memory of the fragments they receive, for live readers.
+    pub live_budget: Arc<kinescope_ingest::LiveBudget>,
     /// Bounds on buffered request bodies.
     pub limits: crate::limits::Limits,
     /// A PutMedia fragment stamped further ahead of the server clock than this is refused.

@@ -236,6 +236,65 @@ def test_body_budget_and_slow_bodies(tmp_path, name):
         assert server.stop() == 0
 
 
+def test_live_copies_of_uploads_stay_within_their_budget(tmp_path):
+    """8 uploads of one 20 MB fragment each, every stream read live: without a bound each upload
+    would keep its whole fragment for the live bus (160 MB); with --live-budget 16 MiB they keep
+    at most that, and the readers still get every fragment whole (read back from the store).
+    (Measured with the budget set to 1 GB instead: RSS grew 155 MB, and this test failed.)"""
+    from putmedia_client import PutMedia
+    from test_getmedia import raw_get_media
+    from test_putmedia import MKV, clusters
+    server = start(tmp_path, *CRED_ARGS, "--no-tls", "--live-budget", str(16 << 20),
+                   "--getmedia-idle-timeout", "60")
+    try:
+        kvs = server.client()
+        base = (MKV / "producer-c-1.6.4_h264_putmedia.mkv").read_bytes()
+        head = base[:clusters(base)[0][0]]
+        payload = 20 << 20
+        # A Cluster of unknown size holding one key-frame SimpleBlock of `payload` bytes.
+        cluster = (b"\x1f\x43\xb6\x75\x01\xff\xff\xff\xff\xff\xff\xff" + b"\xe7\x81\x00"
+                   + b"\xa3\x01" + (payload + 4).to_bytes(7, "big") + b"\x81\x00\x00\x80")
+        streams = [f"live-budget-{i}" for i in range(8)]
+        got = {}
+
+        def reader(name):
+            conn, resp = raw_get_media(server, name, {"StartSelectorType": "NOW"})
+            data = b""
+            while len(data) <= payload and (chunk := resp.read1(1 << 20)):
+                data += chunk
+            got[name] = data
+            conn.close()
+
+        threads = []
+        for name in streams:
+            kvs.create_stream(StreamName=name, DataRetentionInHours=1)
+            threads.append(threading.Thread(target=reader, args=(name,)))
+            threads[-1].start()
+        time.sleep(1)
+        pid = server.proc.pid
+        before = rss_kib(pid)
+        uploads = []
+        for name in streams:
+            pm = PutMedia(server, name, "ABSOLUTE", start=time.time())
+            pm.send(head + cluster + b"\x00" * (payload - (1 << 20)))
+            uploads.append(pm)
+        held = rss_kib(pid)
+        for pm in uploads:
+            pm.send(b"\x00" * (1 << 20))
+            pm.end()
+            acks = pm.finish(60)
+            assert any(a["EventType"] == "PERSISTED" for a in acks), acks
+        for t in threads:
+            t.join(60)
+        print(f"RSS {before} KiB before, {held} KiB with 8 fragments of 20 MB arriving")
+        assert held - before < 64 * 1024
+        for name in streams:
+            assert len(got.get(name, b"")) > payload, f"{name}: the reader got the whole fragment"
+        assert "kinescope_ingest_live_copies_dropped_total" in server_metrics(server)
+    finally:
+        assert server.stop() == 0
+
+
 # ---- 2. idle and half-open connections cannot starve the server ---------------------------------
 
 # Each block of 2,000 connections comes from a source address of its own (all of 127/8 is
