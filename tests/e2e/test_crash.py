@@ -71,9 +71,10 @@ def test_kill_9_mid_upload_loses_nothing_acknowledged(tmp_path):
         for number, size, key, offset, length in rows:
             assert (server.data_dir / "media" / key).stat().st_size == offset + length
         assert not list((server.data_dir / "media").rglob("*.partial"))
-        # Fragment numbers continue above everything issued before the crash.
+        # Fragment numbers continue above everything issued before the crash. (Stamped after the
+        # uploads before it, and not ahead of the server clock: 4007.)
         name = streams[0]
-        pm = PutMedia(server, name, "RELATIVE", start=1_800_000_000)
+        pm = PutMedia(server, name, "RELATIVE", start=1_750_000_000)
         pm.send(data)
         pm.end()
         acks = pm.finish()

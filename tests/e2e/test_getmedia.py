@@ -129,6 +129,43 @@ def test_aws_cli_get_media_writes_valid_mkv(srv, tmp_path):
         assert doc[:len(producer_part)] == producer_part, doc
 
 
+def test_producer_metadata_where_the_real_service_puts_it(srv, tmp_path):
+    # The C producer's video sample sends TEST_KEY_1..9 after each Cluster (design/0009). The
+    # real service returns such tags after the Cluster, one Tags element each, before its own
+    # post-cluster Tags (testdata/mkv/test_mixed_tags.mkv); so must GetMedia and
+    # GetMediaForFragmentList here, read by boto3.
+    stream = new_stream(srv)
+    data = (MKV / "producer-c-1.6.4_h264_putmedia.mkv").read_bytes()
+    numbers = [a["FragmentNumber"] for a in put(srv, stream, data, "ABSOLUTE")]
+    user = [f"Tags(TEST_KEY_{i})" for i in range(1, 10)]
+
+    def shape(doc):
+        """From the Cluster on, user Tags as one word."""
+        rest = doc[doc.index("Cluster"):]
+        return [e if e == "Cluster" or e.startswith("Tags(MILLIS") else "user" for e in rest]
+    theirs = shape(structure((MKV / "test_mixed_tags.mkv").read_bytes())[0])
+    assert theirs == ["Cluster"] + ["user"] * 5 + ["Tags(MILLIS_BEHIND_NOW,CONTINUATION_TOKEN)"]
+    out = tmp_path / "getmedia.mkv"
+    out.write_bytes(get(srv, stream, StartSelectorType="EARLIEST").read())
+    ours = structure(out.read_bytes())
+    assert len(ours) == len(numbers)
+    for doc in ours:
+        assert shape(doc) == ["Cluster"] + ["user"] * 9 + theirs[-1:], doc
+        assert doc[doc.index("Cluster") + 1:-1] == user, doc
+    info = json.loads(subprocess.run(["mkvmerge", "-J", str(out)], capture_output=True, text=True).stdout)
+    assert info["errors"] == [] and info["warnings"] == []
+
+    archived = srv.client("kinesis-video-archived-media", endpoint=srv.endpoint)
+    listed = archived.get_media_for_fragment_list(StreamName=stream, Fragments=numbers[::-1])["Payload"].read()
+    assert [t[0] for t in tags_of(listed)] == numbers[::-1]
+    for doc in structure(listed):
+        assert doc[doc.index("Cluster") + 1:] == user, doc
+    # With the uploaded values: the last fragment's are TEST_VALUE_91..99.
+    first = listed.index(b"AWS_KINESISVIDEO_FRAGMENT_NUMBER")
+    second = listed.index(b"AWS_KINESISVIDEO_FRAGMENT_NUMBER", first + 1)
+    assert b"TEST_VALUE_91" in listed[first:second] and b"TEST_VALUE_99" in listed[first:second]
+
+
 def test_live_tail_every_fragment_exactly_once(srv):
     stream = new_stream(srv)
     first = put(srv, stream, DATA, start=1_700_000_000.0)

@@ -324,7 +324,8 @@ def test_retention_zero_acks_received_but_stores_nothing(strict):
 def test_ingest_metrics(strict):
     import urllib3
     from test_archived import put
-    put(strict, new_stream(strict), (MKV / "producer-c-1.6.4_h264_putmedia.mkv").read_bytes())
+    # Its Cluster timecodes are epoch times: ABSOLUTE (RELATIVE would date them in 2080: 4007).
+    put(strict, new_stream(strict), (MKV / "producer-c-1.6.4_h264_putmedia.mkv").read_bytes(), "ABSOLUTE")
     upload(strict, new_stream(strict), b"not mkv at all" * 10)
     m = urllib3.PoolManager().request("GET", strict.endpoint + "/metrics").data.decode()
     for name in ["kinescope_ingest_fragments_total", "kinescope_ingest_bytes_total", "kinescope_ingest_persist_seconds",
