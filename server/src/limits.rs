@@ -17,7 +17,9 @@ pub struct Limits {
 
 /// Bytes of the body budget held while a request's body is in memory.
 #[derive(Debug)]
-pub struct BodyReservation(#[allow(dead_code)] OwnedSemaphorePermit);
+pub struct BodyReservation {
+    _permit: OwnedSemaphorePermit,
+}
 
 impl Limits {
     pub fn new(body_budget: usize, read_timeout: Duration) -> Self {
@@ -34,7 +36,7 @@ impl Limits {
             .clone()
             .try_acquire_many_owned(n)
             .ok()
-            .map(BodyReservation)
+            .map(|permit| BodyReservation { _permit: permit })
     }
 }
 
