@@ -167,30 +167,38 @@ pub struct Preflight<'h> {
 
 /// Verifies the request's `Authorization` header against `keys` at time `now`.
 pub fn verify(req: &Request<'_>, keys: &KeyStore, now: Timestamp) -> Result<Verified, AuthError> {
-    let Preflight {
-        parsed,
-        amz_date,
-        secret,
-    } = preflight(req.headers, keys, now)?;
-    let payload_hash = server_payload_hash(req.headers, req.payload)?;
-    let canonical = canonical_request(req, &parsed.signed_headers, &payload_hash)?;
-    let scope = format!(
-        "{}/{}/{}/aws4_request",
-        parsed.date, parsed.region, parsed.service
-    );
-    let string_to_sign = format!(
-        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
-        hex(digest::digest(&digest::SHA256, &canonical).as_ref())
-    );
-    let key = signing_key(secret, parsed.date, parsed.region, parsed.service);
-    let expected = hex(hmac::sign(&key, string_to_sign.as_bytes()).as_ref());
-    if !constant_time_eq(expected.as_bytes(), parsed.signature.as_bytes()) {
-        return Err(AuthError::Mismatch);
+    preflight(req.headers, keys, now)?.verify(req)
+}
+
+impl Preflight<'_> {
+    /// Checks the signature over `req`, which carries the headers this preflight read: what
+    /// remains of [`verify`] once the body is known, without parsing the headers again.
+    pub fn verify(self, req: &Request<'_>) -> Result<Verified, AuthError> {
+        let Self {
+            parsed,
+            amz_date,
+            secret,
+        } = self;
+        let payload_hash = server_payload_hash(req.headers, req.payload)?;
+        let canonical = canonical_request(req, &parsed.signed_headers, &payload_hash)?;
+        let scope = format!(
+            "{}/{}/{}/aws4_request",
+            parsed.date, parsed.region, parsed.service
+        );
+        let string_to_sign = format!(
+            "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
+            hex(digest::digest(&digest::SHA256, &canonical).as_ref())
+        );
+        let key = signing_key(secret, parsed.date, parsed.region, parsed.service);
+        let expected = hex(hmac::sign(&key, string_to_sign.as_bytes()).as_ref());
+        if !constant_time_eq(expected.as_bytes(), parsed.signature.as_bytes()) {
+            return Err(AuthError::Mismatch);
+        }
+        Ok(Verified {
+            access_key: parsed.access_key.to_owned(),
+            region: parsed.region.to_owned(),
+        })
     }
-    Ok(Verified {
-        access_key: parsed.access_key.to_owned(),
-        region: parsed.region.to_owned(),
-    })
 }
 
 /// The payload hash the server signs over (spec §0.16): a buffered body's own SHA-256, which a

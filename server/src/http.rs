@@ -17,7 +17,7 @@ use kinescope_api::validation::{self, Input};
 use kinescope_api::{ApiError, ErrorKind};
 use tracing::Instrument;
 
-use crate::auth::{Payload, Request as SignedRequest};
+use crate::auth::{self, Payload, Request as SignedRequest};
 use crate::error::KvsError;
 use crate::limits::{BodyReservation, Limits};
 use crate::secrets::request_id;
@@ -183,7 +183,8 @@ async fn authenticate(
         tracing::warn!(error = %e.kind.name(), message = %e.message, "request refused");
         KvsError::from(e)
     };
-    app.auth
+    let preflight = app
+        .auth
         .preflight(&parts.headers, app.clock.now())
         .map_err(refused)?;
     let streaming = parts.uri.path() == "/putMedia";
@@ -201,7 +202,7 @@ async fn authenticate(
         authority: parts.uri.authority().map(|a| a.as_str()),
         payload: bytes.as_deref().map_or(Payload::Streaming, Payload::Body),
     };
-    app.auth.check(&signed, app.clock.now()).map_err(refused)?;
+    auth::verify(preflight, &signed).map_err(refused)?;
     let response = next.run(Request::from_parts(parts, body)).await;
     // The body counted against the budget until its handler was done with it.
     drop(reservation);

@@ -4,7 +4,7 @@
 use kinescope_api::sigv4;
 use kinescope_api::{ApiError, ErrorKind, Timestamp};
 
-pub use sigv4::{KeyStore, Payload, Request};
+pub use sigv4::{KeyStore, Payload, Preflight, Request};
 
 /// How requests are authenticated.
 #[derive(Debug, Clone)]
@@ -17,26 +17,28 @@ pub enum Auth {
 
 impl Auth {
     /// Checks what needs no body (a well-formed signature from a known key, in the skew window,
-    /// for this service): run before a body is read, so that strangers are not buffered.
-    pub fn preflight(
-        &self,
-        headers: &axum::http::HeaderMap,
+    /// for this service): run before a body is read, so that strangers are not buffered. The
+    /// result finishes the check once the body is read ([`verify`]); `None` when anonymous.
+    pub fn preflight<'a>(
+        &'a self,
+        headers: &'a axum::http::HeaderMap,
         now: Timestamp,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Option<Preflight<'a>>, ApiError> {
         let Self::SigV4(keys) = self else {
-            return Ok(());
+            return Ok(None);
         };
         sigv4::preflight(headers, keys, now)
-            .map(|_| ())
+            .map(Some)
             .map_err(to_api)
     }
+}
 
-    /// Checks the request; the error is the KVS-shaped 4xx to send.
-    pub fn check(&self, req: &Request<'_>, now: Timestamp) -> Result<(), ApiError> {
-        let Self::SigV4(keys) = self else {
-            return Ok(());
-        };
-        sigv4::verify(req, keys, now).map(|_| ()).map_err(to_api)
+/// Checks the signature of `req`, whose headers passed [`Auth::preflight`]; the error is the
+/// KVS-shaped 4xx to send.
+pub fn verify(preflight: Option<Preflight<'_>>, req: &Request<'_>) -> Result<(), ApiError> {
+    match preflight {
+        None => Ok(()),
+        Some(p) => p.verify(req).map(|_| ()).map_err(to_api),
     }
 }
 
