@@ -43,6 +43,16 @@ pub struct GetMediaInput {
     pub start_selector: StartSelector,
 }
 
+/// The model's `StartSelectorType` values.
+const START_SELECTOR_TYPES: &[&str] = &[
+    "FRAGMENT_NUMBER",
+    "SERVER_TIMESTAMP",
+    "PRODUCER_TIMESTAMP",
+    "NOW",
+    "EARLIEST",
+    "CONTINUATION_TOKEN",
+];
+
 impl Input for GetMediaInput {
     const SHAPE: Shape = Shape::Structure(&[
         Member::optional("StreamName", &STREAM_NAME),
@@ -50,17 +60,7 @@ impl Input for GetMediaInput {
         Member::required(
             "StartSelector",
             &Shape::Structure(&[
-                Member::required(
-                    "StartSelectorType",
-                    &Shape::Enum(&[
-                        "FRAGMENT_NUMBER",
-                        "SERVER_TIMESTAMP",
-                        "PRODUCER_TIMESTAMP",
-                        "NOW",
-                        "EARLIEST",
-                        "CONTINUATION_TOKEN",
-                    ]),
-                ),
+                Member::required("StartSelectorType", &Shape::Enum(START_SELECTOR_TYPES)),
                 Member::optional("AfterFragmentNumber", &FRAGMENT_NUMBER),
                 Member::optional("StartTimestamp", &Shape::Timestamp),
                 Member::optional(
@@ -119,14 +119,7 @@ mod tests {
              constraint: Member must not be null"
         );
         // Every selector type of the model parses.
-        for t in [
-            "FRAGMENT_NUMBER",
-            "SERVER_TIMESTAMP",
-            "PRODUCER_TIMESTAMP",
-            "NOW",
-            "EARLIEST",
-            "CONTINUATION_TOKEN",
-        ] {
+        for t in START_SELECTOR_TYPES {
             let body =
                 format!(r#"{{"StreamName":"s","StartSelector":{{"StartSelectorType":"{t}"}}}}"#);
             assert!(
