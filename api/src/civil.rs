@@ -106,9 +106,31 @@ pub fn amz_date(t: Timestamp) -> String {
     )
 }
 
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` (HLS `EXT-X-PROGRAM-DATE-TIME`, DASH `publishTime`).
+pub fn iso8601_millis(t: Timestamp) -> String {
+    let ms = t.as_millis();
+    let secs = ms.div_euclid(1000);
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let s = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        s / 3600,
+        s / 60 % 60,
+        s % 60,
+        ms.rem_euclid(1000)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn iso8601_with_millis_round_trips() {
+        let t = Timestamp::from_millis(1_684_331_315_994);
+        assert_eq!(iso8601_millis(t), "2023-05-17T13:48:35.994Z");
+        assert_eq!(parse_iso8601(&iso8601_millis(t)), Some(t));
+    }
 
     #[test]
     fn round_trips_and_known_dates() {

@@ -19,6 +19,12 @@ pub enum ErrorKind {
     NotAuthorized,
     AccessDenied,
     NoDataRetention,
+    /// HLS, DASH, GetClip: the stream's tracks are not H.264/H.265 (+ AAC) or AAC alone.
+    UnsupportedStreamMediaType,
+    MissingCodecPrivateData,
+    InvalidCodecPrivateData,
+    /// GetClip: a stored frame could not be remuxed.
+    InvalidMediaFrame,
     InvalidEndpoint,
     /// The body is not JSON at all (a JSON body of the wrong shape is `InvalidArgument`).
     Serialization,
@@ -64,6 +70,10 @@ impl ErrorKind {
             Self::NotAuthorized => "NotAuthorizedException",
             Self::AccessDenied => "AccessDeniedException",
             Self::NoDataRetention => "NoDataRetentionException",
+            Self::UnsupportedStreamMediaType => "UnsupportedStreamMediaTypeException",
+            Self::MissingCodecPrivateData => "MissingCodecPrivateDataException",
+            Self::InvalidCodecPrivateData => "InvalidCodecPrivateDataException",
+            Self::InvalidMediaFrame => "InvalidMediaFrameException",
             Self::InvalidEndpoint => "InvalidEndpointException",
             Self::Serialization => "SerializationException",
             Self::InvalidSignature => "InvalidSignatureException",

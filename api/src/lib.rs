@@ -12,6 +12,7 @@ mod error;
 pub mod media;
 mod names;
 pub mod sigv4;
+pub mod streaming;
 mod time;
 pub mod validation;
 

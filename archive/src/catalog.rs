@@ -180,6 +180,28 @@ pub trait Catalog: Send + Sync + fmt::Debug {
         newest_first: bool,
     ) -> Result<Vec<FragmentRow>, CatalogError>;
 
+    /// The newest `limit` of the stream's fragments whose `kind` timestamp lies in
+    /// `[start, end]`, in `list_fragments` order (oldest first): a live playlist's window.
+    async fn latest_fragments(
+        &self,
+        stream: StreamId,
+        kind: TimestampKind,
+        start: Timestamp,
+        end: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<FragmentRow>, CatalogError>;
+
+    /// How many of the stream's fragments lie at or after `start` and before `before` in
+    /// `list_fragments` order: the position of `before` counted from `start` (HLS media
+    /// sequence numbers of a session).
+    async fn count_fragments(
+        &self,
+        stream: StreamId,
+        kind: TimestampKind,
+        start: Timestamp,
+        before: (Timestamp, &FragmentNumber),
+    ) -> Result<u64, CatalogError>;
+
     /// The rows of those of `numbers` that are fragments of the stream, in any order.
     async fn fragments_by_number(
         &self,
@@ -187,6 +209,10 @@ pub trait Catalog: Send + Sync + fmt::Debug {
         numbers: &[FragmentNumber],
     ) -> Result<Vec<FragmentRow>, CatalogError>;
 
-    /// The stored header bytes of `add_track_header`.
-    async fn track_header(&self, id: i64) -> Result<Vec<u8>, CatalogError>;
+    /// The stored header bytes of `add_track_header`, if `id` is a header of the stream.
+    async fn track_header(
+        &self,
+        stream: StreamId,
+        id: i64,
+    ) -> Result<Option<Vec<u8>>, CatalogError>;
 }

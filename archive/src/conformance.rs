@@ -342,6 +342,39 @@ async fn fragments_are_recorded_in_number_order(c: &dyn Catalog) {
         .await
         .unwrap();
     assert_eq!(listed, vec![row(1, s.id), row(2, s.id), row(3, s.id)]);
+    // A live window: the newest in range, oldest first; and positions within a session.
+    let (t, ms) = (TimestampKind::Server, Timestamp::from_millis);
+    assert_eq!(
+        c.latest_fragments(s.id, t, ms(0), ms(i64::MAX), 2)
+            .await
+            .unwrap(),
+        vec![row(2, s.id), row(3, s.id)]
+    );
+    assert_eq!(
+        c.latest_fragments(s.id, TimestampKind::Producer, ms(1000), ms(2000), 5)
+            .await
+            .unwrap(),
+        vec![row(1, s.id), row(2, s.id)]
+    );
+    let r3 = row(3, s.id);
+    assert_eq!(
+        c.count_fragments(s.id, t, ms(2000), (r3.server_timestamp, &r3.number))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        c.count_fragments(s.id, t, ms(4000), (r3.server_timestamp, &r3.number))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        c.count_fragments(other.id, t, ms(0), (r3.server_timestamp, &r3.number))
+            .await
+            .unwrap(),
+        0
+    );
     assert!(
         c.fragments_after(other.id, None, u32::MAX, false)
             .await
@@ -391,7 +424,11 @@ async fn fragments_are_recorded_in_number_order(c: &dyn Catalog) {
             .unwrap()
             .is_empty()
     );
-    assert_eq!(c.track_header(header).await.unwrap(), b"\x1a\x45\xdf\xa3");
+    assert_eq!(
+        c.track_header(s.id, header).await.unwrap().as_deref(),
+        Some(&b"\x1a\x45\xdf\xa3"[..])
+    );
+    assert_eq!(c.track_header(other.id, header).await.unwrap(), None);
     let n = |k: u64| row(k, s.id).number;
     assert_eq!(
         c.fragments_after(s.id, None, 10, false).await.unwrap(),

@@ -348,6 +348,14 @@ fn stream_from_row(row: &SqliteRow) -> Result<StreamRecord, CatalogError> {
     })
 }
 
+/// The column of a timestamp kind.
+fn ts_column(kind: TimestampKind) -> &'static str {
+    match kind {
+        TimestampKind::Producer => "producer_ts_ms",
+        TimestampKind::Server => "server_ts_ms",
+    }
+}
+
 #[async_trait]
 impl Catalog for SqliteCatalog {
     async fn ping(&self) -> Result<(), CatalogError> {
@@ -656,10 +664,7 @@ impl Catalog for SqliteCatalog {
         after: Option<(Timestamp, FragmentNumber)>,
         limit: u32,
     ) -> Result<Vec<FragmentRow>, CatalogError> {
-        let column = match kind {
-            TimestampKind::Producer => "producer_ts_ms",
-            TimestampKind::Server => "server_ts_ms",
-        };
+        let column = ts_column(kind);
         let sql = format!(
             "SELECT {FRAGMENT_COLUMNS} FROM fragments WHERE stream_id = $1 AND {column} BETWEEN $2 AND $3 \
              AND ($4 IS NULL OR {column} > $4 OR ({column} = $4 AND fragment_number > $5)) \
@@ -706,6 +711,56 @@ impl Catalog for SqliteCatalog {
         rows.iter().map(|r| fragment_from_row(r, stream)).collect()
     }
 
+    async fn latest_fragments(
+        &self,
+        stream: StreamId,
+        kind: TimestampKind,
+        start: Timestamp,
+        end: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<FragmentRow>, CatalogError> {
+        let column = ts_column(kind);
+        let sql = format!(
+            "SELECT {FRAGMENT_COLUMNS} FROM fragments WHERE stream_id = $1 AND {column} BETWEEN $2 AND $3 \
+             ORDER BY {column} DESC, fragment_number DESC LIMIT $4"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(stream.0)
+            .bind(start.as_millis())
+            .bind(end.as_millis())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out: Vec<FragmentRow> = rows
+            .iter()
+            .map(|r| fragment_from_row(r, stream))
+            .collect::<Result<_, _>>()?;
+        out.reverse();
+        Ok(out)
+    }
+
+    async fn count_fragments(
+        &self,
+        stream: StreamId,
+        kind: TimestampKind,
+        start: Timestamp,
+        before: (Timestamp, &FragmentNumber),
+    ) -> Result<u64, CatalogError> {
+        let column = ts_column(kind);
+        let sql = format!(
+            "SELECT COUNT(*) FROM fragments WHERE stream_id = $1 AND {column} >= $2 \
+             AND ({column} < $3 OR ({column} = $3 AND fragment_number < $4))"
+        );
+        let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(stream.0)
+            .bind(start.as_millis())
+            .bind(before.0.as_millis())
+            .bind(before.1.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
     async fn fragments_by_number(
         &self,
         stream: StreamId,
@@ -730,13 +785,17 @@ impl Catalog for SqliteCatalog {
         Ok(out)
     }
 
-    async fn track_header(&self, id: i64) -> Result<Vec<u8>, CatalogError> {
-        let row = sqlx::query("SELECT header FROM track_headers WHERE id = $1")
+    async fn track_header(
+        &self,
+        stream: StreamId,
+        id: i64,
+    ) -> Result<Option<Vec<u8>>, CatalogError> {
+        let row = sqlx::query("SELECT header FROM track_headers WHERE id = $1 AND stream_id = $2")
             .bind(id)
+            .bind(stream.0)
             .fetch_optional(&self.pool)
             .await?;
-        let row = row.ok_or_else(|| corrupt("header_id", id.to_string()))?;
-        Ok(row.try_get(0)?)
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
     }
 }
 

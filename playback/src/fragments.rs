@@ -15,9 +15,12 @@ use kinescope_api::archived::{
 };
 use kinescope_api::{FragmentNumber, Timestamp};
 use kinescope_archive::{
-    Archive, ArchiveError, CatalogError, FragmentRow, StreamRecord, TimestampKind,
+    Archive, ArchiveError, CatalogError, FragmentRow, StreamId, StreamRecord, TimestampKind,
 };
+use kinescope_media::remux::RemuxError;
 use kinescope_media::mkv::{FragmentTags, TrackHeader, archived_fragment, parse_stored_header};
+
+use crate::session::TokenError;
 
 const DEFAULT_MAX_RESULTS: u32 = 100;
 const MAX_RESULTS: u32 = 1000;
@@ -30,6 +33,13 @@ pub enum PlaybackError {
     InvalidArgument(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    NoDataRetention(String),
+    /// The stream's media cannot be played as HLS, DASH or MP4.
+    #[error(transparent)]
+    Media(#[from] RemuxError),
+    #[error(transparent)]
+    Token(#[from] TokenError),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
     #[error(transparent)]
@@ -199,7 +209,7 @@ async fn document(
 ) -> Result<Vec<Bytes>, PlaybackError> {
     let header = match headers.entry(row.header_id) {
         Entry::Occupied(e) => e.into_mut(),
-        Entry::Vacant(e) => e.insert(load_header(archive, row.header_id).await?),
+        Entry::Vacant(e) => e.insert(load_header(archive, row.stream, row.header_id).await?),
     };
     let cluster = archive.fragment_bytes(row).await?;
     let tags = FragmentTags {
@@ -211,15 +221,24 @@ async fn document(
     Ok(archived_fragment(header, tags, &[cluster]))
 }
 
-/// A stored track header, read back.
-pub(crate) async fn load_header(archive: &Archive, id: i64) -> Result<TrackHeader, PlaybackError> {
-    let stored = Bytes::from(archive.catalog().track_header(id).await?);
-    parse_stored_header(&stored).map_err(|e| {
+/// The track header a stored fragment follows, read back.
+pub(crate) async fn load_header(
+    archive: &Archive,
+    stream: StreamId,
+    header_id: i64,
+) -> Result<TrackHeader, PlaybackError> {
+    let corrupt = |value: String| {
         PlaybackError::Catalog(CatalogError::Corrupt {
             column: "header",
-            value: e.to_string(),
+            value,
         })
-    })
+    };
+    let stored = archive
+        .catalog()
+        .track_header(stream, header_id)
+        .await?
+        .ok_or_else(|| corrupt(format!("no header {header_id}")))?;
+    parse_stored_header(&Bytes::from(stored)).map_err(|e| corrupt(e.to_string()))
 }
 
 #[derive(Debug, Clone, Copy)]

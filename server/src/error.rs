@@ -6,6 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use kinescope_api::{ApiError, ErrorKind};
 use kinescope_archive::CatalogError;
+use kinescope_media::remux::RemuxError;
 use kinescope_playback::PlaybackError;
 
 /// An error on its way to the client.
@@ -51,6 +52,23 @@ impl From<PlaybackError> for KvsError {
         match e {
             PlaybackError::InvalidArgument(m) => Self::new(ErrorKind::InvalidArgument, m),
             PlaybackError::NotFound(m) => Self::new(ErrorKind::ResourceNotFound, m),
+            PlaybackError::NoDataRetention(m) => Self::new(ErrorKind::NoDataRetention, m),
+            PlaybackError::Token(e) => Self::new(ErrorKind::NotAuthorized, e.to_string()),
+            PlaybackError::Media(e) => {
+                let kind = match &e {
+                    RemuxError::UnsupportedCodec { .. } => ErrorKind::UnsupportedStreamMediaType,
+                    RemuxError::MissingCodecPrivateData { .. } => {
+                        ErrorKind::MissingCodecPrivateData
+                    }
+                    RemuxError::InvalidCodecPrivateData { .. } => {
+                        ErrorKind::InvalidCodecPrivateData
+                    }
+                    RemuxError::InvalidFrame(_) | RemuxError::Mkv(_) => {
+                        ErrorKind::InvalidMediaFrame
+                    }
+                };
+                Self::new(kind, e.to_string())
+            }
             PlaybackError::Catalog(e) => e.into(),
             PlaybackError::Archive(e) => {
                 tracing::error!(error = %e, "archive failure");

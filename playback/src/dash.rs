@@ -1,0 +1,176 @@
+//! The DASH manifest (ISO/IEC 23009-1, `isoff-live` profile; KVS shape from spec §5.4):
+//! one Period, an AdaptationSet per playable track, each with a SegmentTemplate over a
+//! SegmentTimeline. `S@t` is the fragment's producer timestamp in milliseconds, the same
+//! instant its fMP4 `tfdt` names, and the media URL addresses the fragment by it (`$Time$`).
+//! ON_DEMAND is a static MPD; LIVE and LIVE_REPLAY are dynamic, re-fetched every
+//! `minimumUpdatePeriod`. LIVE's availability timeline is the wall clock (availabilityStartTime
+//! is the epoch and producer timestamps are wall-clock times); LIVE_REPLAY's starts when the
+//! session was created, at its StartTimestamp, so fragments become available at real-time pace.
+//! `DisplayFragmentTimestamp` and `DisplayFragmentNumber` add `kvs:ts` / `kvs:fn` to each `S`.
+
+use std::fmt::Write as _;
+
+use bytes::Bytes;
+use kinescope_api::civil::iso8601_millis;
+use kinescope_api::streaming::PlaybackMode;
+use kinescope_media::remux::{Codec, TrackConfig};
+
+use crate::PlaybackError;
+use crate::hls::frame_rate;
+use crate::player::{Player, Reply, Window, selected};
+use crate::session::Session;
+
+const KVS_NAMESPACE: &str = "https://github.com/kinescope/kinescope/ns/dash";
+
+/// `getDASHManifest.mpd`.
+pub(crate) async fn manifest(
+    player: &Player,
+    session: &Session,
+    token: &str,
+) -> Result<Reply, PlaybackError> {
+    let window = player.window(session).await?;
+    let newest = window.rows.last().expect("a window is never empty");
+    let tracks = player.tracks(newest.stream, newest.header_id).await?;
+    let first = &window.rows[0];
+    let bandwidth = window
+        .rows
+        .iter()
+        .map(|r| r.size * 8 * 1000 / r.duration_ms.max(1))
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let frame_rate = match tracks.video() {
+        Some(v) => frame_rate(player, v, newest).await,
+        None => None,
+    };
+    let now = player.clock.now();
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let span_ms = (newest.producer_timestamp.as_millis() + newest.duration_ms as i64)
+        - first.producer_timestamp.as_millis();
+    let target_ms = window.rows.iter().map(|r| r.duration_ms).max().unwrap_or(1000);
+    // The timeline's origin, in the MPD timescale (ms): where Period time 0 falls.
+    let offset = match session.mode {
+        PlaybackMode::OnDemand => first.producer_timestamp.as_millis(),
+        PlaybackMode::LiveReplay => session.start.map_or(0, |s| s.as_millis()),
+        PlaybackMode::Live => 0,
+    };
+    let _ = write!(
+        out,
+        "<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" xmlns:kvs=\"{KVS_NAMESPACE}\" \
+         profiles=\"urn:mpeg:dash:profile:isoff-live:2011\" minBufferTime=\"{}\"",
+        duration(target_ms as i64)
+    );
+    if window.ended && session.mode == PlaybackMode::OnDemand {
+        let _ = write!(
+            out,
+            " type=\"static\" mediaPresentationDuration=\"{}\"",
+            duration(span_ms)
+        );
+    } else {
+        let ast = match session.mode {
+            PlaybackMode::LiveReplay => session.created,
+            _ => kinescope_api::Timestamp::from_millis(0),
+        };
+        let _ = write!(
+            out,
+            " type=\"dynamic\" availabilityStartTime=\"{}\" publishTime=\"{}\" \
+             minimumUpdatePeriod=\"{}\" timeShiftBufferDepth=\"{}\" suggestedPresentationDelay=\"{}\"",
+            iso8601_millis(ast),
+            iso8601_millis(now),
+            duration(target_ms as i64),
+            duration(span_ms.max(target_ms as i64 * 2)),
+            duration(target_ms as i64 * 2),
+        );
+    }
+    out.push_str(">\n  <Period id=\"0\" start=\"PT0S\">\n");
+    for config in &tracks.configs {
+        adaptation_set(
+            &mut out, session, &window, token, config, bandwidth, frame_rate, offset,
+        );
+    }
+    out.push_str("  </Period>\n</MPD>\n");
+    Ok(Reply {
+        content_type: "application/dash+xml",
+        body: vec![Bytes::from(out)],
+        etag: None,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn adaptation_set(
+    out: &mut String,
+    session: &Session,
+    window: &Window,
+    token: &str,
+    config: &TrackConfig,
+    bandwidth: u64,
+    frame_rate: Option<f64>,
+    offset: i64,
+) {
+    let n = config.number;
+    let video = matches!(config.codec, Codec::Avc(_) | Codec::Hevc(_));
+    let (content, mime) = if video {
+        ("video", "video/mp4")
+    } else {
+        ("audio", "audio/mp4")
+    };
+    let _ = writeln!(
+        out,
+        "    <AdaptationSet id=\"{n}\" contentType=\"{content}\" mimeType=\"{mime}\" \
+         segmentAlignment=\"true\" startWithSAP=\"1\">"
+    );
+    let _ = write!(
+        out,
+        "      <Representation id=\"{n}\" codecs=\"{}\" bandwidth=\"{bandwidth}\"",
+        config.codec_string
+    );
+    if video {
+        let _ = write!(out, " width=\"{}\" height=\"{}\"", config.width, config.height);
+        if let Some(rate) = frame_rate {
+            let _ = write!(out, " frameRate=\"{}\"", (rate * 1000.0).round() / 1000.0);
+        }
+        out.push_str(">\n");
+    } else {
+        let _ = writeln!(
+            out,
+            " audioSamplingRate=\"{}\">\n        <AudioChannelConfiguration \
+             schemeIdUri=\"urn:mpeg:dash:23003:3:audio_channel_configuration:2011\" value=\"{}\"/>",
+            config.sample_rate, config.channels
+        );
+    }
+    let header = window.rows[0].header_id;
+    let _ = writeln!(
+        out,
+        "        <SegmentTemplate timescale=\"1000\" presentationTimeOffset=\"{offset}\" \
+         initialization=\"getMP4InitFragment.mp4?SessionToken={token}&amp;TrackNumber={n}&amp;SequenceNumber={header}\" \
+         media=\"getMP4MediaFragment.mp4?SessionToken={token}&amp;TrackNumber={n}&amp;Time=$Time$\">\n\
+         \x20         <SegmentTimeline>"
+    );
+    for row in &window.rows {
+        let _ = write!(
+            out,
+            "            <S t=\"{}\" d=\"{}\"",
+            row.producer_timestamp.as_millis(),
+            row.duration_ms.max(1)
+        );
+        if session.display_number {
+            let _ = write!(out, " kvs:fn=\"{}\"", row.number.as_str());
+        }
+        if session.display_timestamp {
+            let _ = write!(
+                out,
+                " kvs:ts=\"{:.3}\"",
+                selected(session, row).as_millis() as f64 / 1000.0
+            );
+        }
+        out.push_str("/>\n");
+    }
+    out.push_str(
+        "          </SegmentTimeline>\n        </SegmentTemplate>\n      </Representation>\n    </AdaptationSet>\n",
+    );
+}
+
+/// An `xs:duration` in seconds with milliseconds.
+fn duration(ms: i64) -> String {
+    format!("PT{}.{:03}S", ms / 1000, ms.rem_euclid(1000))
+}
