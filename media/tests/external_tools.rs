@@ -12,6 +12,8 @@ use kinescope_media::mkv::{
     Event, Fragment, FragmentTags, Limits, MetadataTag, MkvReader, ProducerWriter, TrackHeader,
     TrackType, cluster_frames, getmedia_fragment,
 };
+use kinescope_media::mp4::{init_segment, media_segment};
+use kinescope_media::remux::{TrackConfig, fragment_samples};
 
 fn run(cmd: &mut Command) -> Vec<u8> {
     let out = cmd
@@ -273,4 +275,96 @@ fn writer_output_is_accepted_by_mkvmerge_and_ffprobe() {
         video_frames as u32,
         fragments.iter().map(|f| f.frames[&1]).sum::<u32>()
     );
+}
+
+/// Each track of an MKV file as fMP4: the init segment and one media segment per fragment,
+/// concatenated. Returns (track number, file, frames the MKV holds for it).
+fn remux_tracks(data: &Bytes, dir: &Path) -> Vec<(u64, std::path::PathBuf, usize)> {
+    let (headers, fragments, _) = read(data);
+    let header = &headers[0];
+    let configs: Vec<TrackConfig> = header
+        .tracks
+        .iter()
+        .map(|t| TrackConfig::from_track(t).expect("supported track"))
+        .collect();
+    let scale = header.timecode_scale;
+    let mut out = Vec::new();
+    for config in &configs {
+        let mut file = init_segment(&[config]).to_vec();
+        let mut frames = 0;
+        for (i, f) in fragments.iter().enumerate() {
+            let start = f.timecode * scale;
+            let end = start + f.duration * scale;
+            let samples = fragment_samples(
+                std::slice::from_ref(config),
+                scale,
+                &f.bytes,
+                start,
+                Some(end),
+            )
+            .unwrap();
+            frames += samples[0].samples.len();
+            for part in media_segment(i as u32 + 1, &[(config, &samples[0])]) {
+                file.extend_from_slice(&part);
+            }
+        }
+        let path = dir.join(format!("track{}.mp4", config.number));
+        std::fs::write(&path, &file).unwrap();
+        out.push((config.number, path, frames));
+    }
+    out
+}
+
+/// Frames ffprobe decodes in the first stream, and what ffmpeg reports decoding all of it.
+fn decode_check(path: &Path) -> (usize, String) {
+    let out = run(Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path));
+    let frames = String::from_utf8(out).unwrap().trim().parse().unwrap();
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("ffmpeg");
+    assert!(out.status.success(), "{path:?}");
+    (frames, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn fmp4_of_real_uploads_decodes_every_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in [
+        "producer-c-1.6.4_h264_putmedia.mkv",
+        "producer-c-1.6.4_h264_aac_putmedia.mkv",
+        "kvssink-3.6.0_h264_putmedia.mkv",
+    ] {
+        let data = Bytes::from(
+            std::fs::read(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../testdata/mkv")
+                    .join(name),
+            )
+            .unwrap(),
+        );
+        let (_, fragments, _) = read(&data);
+        for (track, path, frames) in remux_tracks(&data, dir.path()) {
+            let want: u32 = fragments
+                .iter()
+                .map(|f| f.frames.get(&track).copied().unwrap_or(0))
+                .sum();
+            assert_eq!(frames, want as usize, "{name} track {track}");
+            let (decoded, errors) = decode_check(&path);
+            assert_eq!(decoded, frames, "{name} track {track}");
+            assert_eq!(errors, "", "{name} track {track}");
+        }
+    }
 }
