@@ -368,3 +368,60 @@ fn fmp4_of_real_uploads_decodes_every_frame() {
         }
     }
 }
+
+/// Frames ffprobe decodes, and their presentation times in output order.
+fn decoded_pts(path: &Path) -> Vec<i64> {
+    let out = run(Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "frame=pts",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path));
+    String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(',').next().filter(|pts| !pts.is_empty()))
+        .map(|pts| pts.parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn fmp4_of_h265_and_b_frame_h264_decodes_in_presentation_order() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, codec) in [
+        (
+            "hevc.mkv",
+            &["-c:v", "libx265", "-x265-params", "log-level=error"][..],
+        ),
+        ("bframes.mkv", &["-c:v", "libx264", "-bf", "2"][..]),
+    ] {
+        let path = dir.path().join(name);
+        run(Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i"])
+            .arg("testsrc=size=320x240:rate=25")
+            .args(["-t", "2"])
+            .args(codec)
+            .args(["-g", "25", "-f", "matroska", "-cluster_time_limit", "900"])
+            .arg(&path));
+        let data = Bytes::from(std::fs::read(&path).unwrap());
+        let (_, fragments, _) = read(&data);
+        assert!(fragments.len() >= 2, "{name}");
+        let tracks = remux_tracks(&data, dir.path());
+        let [(track, mp4, frames)] = tracks.as_slice() else {
+            panic!("{name}: one track expected");
+        };
+        assert_eq!(*frames, 50, "{name} track {track}");
+        let (decoded, errors) = decode_check(mp4);
+        assert_eq!(decoded, 50, "{name}");
+        assert_eq!(errors, "", "{name}");
+        let pts = decoded_pts(mp4);
+        assert_eq!(pts.len(), 50, "{name}");
+        assert!(pts.windows(2).all(|w| w[0] < w[1]), "{name}: {pts:?}");
+    }
+}

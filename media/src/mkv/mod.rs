@@ -9,7 +9,7 @@ pub mod ids;
 mod input;
 mod reader;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod writer;
 
 use std::collections::BTreeMap;
