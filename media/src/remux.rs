@@ -265,7 +265,10 @@ fn track_samples(
             dts[i] = dts[i - 1].saturating_add(1);
         }
     }
-    let mut durations: Vec<u32> = dts.windows(2).map(|w| clamp_u32(w[1] - w[0])).collect();
+    let mut durations: Vec<u32> = dts
+        .windows(2)
+        .map(|w| clamp_u32(w[1] - w[0]).max(1))
+        .collect();
     let median = {
         let mut sorted = durations.clone();
         sorted.sort_unstable();

@@ -226,3 +226,60 @@ fn esds(b: &mut Vec<u8>, t: &TrackConfig) {
         });
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remux::tests::{fixture_fragments, video};
+
+    /// (type, size) of each top-level box; the sizes must cover `data` exactly.
+    fn top_level(data: &[u8]) -> Vec<(String, usize)> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < data.len() {
+            let size = u32::from_be_bytes(data[at..at + 4].try_into().unwrap()) as usize;
+            out.push((
+                String::from_utf8_lossy(&data[at + 4..at + 8]).into_owned(),
+                size,
+            ));
+            at += size;
+        }
+        assert_eq!(at, data.len());
+        out
+    }
+
+    #[test]
+    fn brands_and_track_ids() {
+        let (h, _) = fixture_fragments("producer-c-1.6.4_h264_aac_putmedia.mkv");
+        let v = TrackConfig::from_track(&h.tracks[0]).unwrap();
+        let a = TrackConfig::from_track(&h.tracks[1]).unwrap();
+        let single = init_segment(&[&v]);
+        let boxes = top_level(&single);
+        assert_eq!(boxes[0], ("ftyp".into(), 36));
+        assert_eq!(&single[8..36], b"iso6\0\0\0\0iso6mp41dashcmfcavc1");
+        assert_eq!(boxes[1].0, "moov");
+        let both = init_segment(&[&v, &a]);
+        let size = top_level(&both)[0].1;
+        assert_eq!(
+            &both[16..size],
+            b"iso6mp41dashavc1",
+            "no cmfc with two tracks"
+        );
+        // next_track_ID follows the largest Matroska TrackNumber.
+        let far = video(9, None);
+        let init = init_segment(&[&far, &v]);
+        let mvhd = init.windows(4).position(|w| w == b"mvhd").unwrap();
+        assert_eq!(init[mvhd + 100..mvhd + 104], 10u32.to_be_bytes());
+        let tkhd = init.windows(4).position(|w| w == b"tkhd").unwrap();
+        assert_eq!(init[tkhd + 16..tkhd + 20], 9u32.to_be_bytes());
+    }
+
+    #[test]
+    fn the_avcc_is_the_codec_private_as_stored() {
+        let v = video(1, None);
+        let init = init_segment(&[&v]);
+        let at = init.windows(4).position(|w| w == b"avcC").unwrap();
+        let size = u32::from_be_bytes(init[at - 4..at].try_into().unwrap()) as usize;
+        assert_eq!(init[at + 4..at - 4 + size], v.codec_private[..]);
+    }
+}
