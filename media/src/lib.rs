@@ -7,4 +7,5 @@
 
 pub mod codec;
 pub mod mkv;
+pub mod mp4;
 pub mod remux;

@@ -1,7 +1,9 @@
 //! The MKV reader and writers against third-party tools (TESTING.md "Making test media" and
 //! "Checking MKV output"): files made by ffmpeg and GStreamer parse to the packets ffprobe
 //! counts, and what Kinescope writes is accepted by mkvmerge without errors or warnings and
-//! decoded by ffprobe frame for frame. `scripts/install-test-deps` installs the tools.
+//! decoded by ffprobe frame for frame; the fMP4 remuxed from real uploads and from ffmpeg's
+//! H.265 and B-frame H.264 decodes frame for frame, in presentation order, without errors.
+//! `scripts/install-test-deps` installs the tools.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,6 +14,8 @@ use kinescope_media::mkv::{
     Event, Fragment, FragmentTags, Limits, MetadataTag, MkvReader, ProducerWriter, TrackHeader,
     TrackType, cluster_frames, getmedia_fragment,
 };
+use kinescope_media::mp4::{init_segment, media_segment};
+use kinescope_media::remux::{TrackConfig, fragment_samples};
 
 fn run(cmd: &mut Command) -> Vec<u8> {
     let out = cmd
@@ -273,4 +277,223 @@ fn writer_output_is_accepted_by_mkvmerge_and_ffprobe() {
         video_frames as u32,
         fragments.iter().map(|f| f.frames[&1]).sum::<u32>()
     );
+}
+
+/// Each track of an MKV file as fMP4: the init segment and one media segment per fragment,
+/// concatenated. Returns (track number, file, frames the MKV holds for it).
+fn remux_tracks(data: &Bytes, dir: &Path) -> Vec<(u64, std::path::PathBuf, usize)> {
+    let (headers, fragments, _) = read(data);
+    let header = &headers[0];
+    let configs: Vec<TrackConfig> = header
+        .tracks
+        .iter()
+        .map(|t| TrackConfig::from_track(t).expect("supported track"))
+        .collect();
+    let scale = header.timecode_scale;
+    let mut out = Vec::new();
+    for config in &configs {
+        let mut file = init_segment(&[config]).to_vec();
+        let mut frames = 0;
+        for (i, f) in fragments.iter().enumerate() {
+            let start = f.timecode * scale;
+            let end = start + f.duration * scale;
+            let samples = fragment_samples(
+                std::slice::from_ref(config),
+                scale,
+                &f.bytes,
+                start,
+                Some(end),
+            )
+            .unwrap();
+            frames += samples[0].samples.len();
+            for part in media_segment(i as u32 + 1, &[(config, &samples[0])]) {
+                file.extend_from_slice(&part);
+            }
+        }
+        let path = dir.join(format!("track{}.mp4", config.number));
+        std::fs::write(&path, &file).unwrap();
+        out.push((config.number, path, frames));
+    }
+    out
+}
+
+/// Frames ffprobe decodes in the first stream, and what ffmpeg reports decoding all of it.
+fn decode_check(path: &Path) -> (usize, String) {
+    let out = run(Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "0",
+            "-count_frames",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path));
+    let frames = String::from_utf8(out).unwrap().trim().parse().unwrap();
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("ffmpeg");
+    assert!(out.status.success(), "{path:?}");
+    (frames, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn fmp4_of_real_uploads_decodes_every_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in [
+        "producer-c-1.6.4_h264_putmedia.mkv",
+        "producer-c-1.6.4_h264_aac_putmedia.mkv",
+        "kvssink-3.6.0_h264_putmedia.mkv",
+    ] {
+        let data = Bytes::from(
+            std::fs::read(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../testdata/mkv")
+                    .join(name),
+            )
+            .unwrap(),
+        );
+        let (_, fragments, _) = read(&data);
+        for (track, path, frames) in remux_tracks(&data, dir.path()) {
+            let want: u32 = fragments
+                .iter()
+                .map(|f| f.frames.get(&track).copied().unwrap_or(0))
+                .sum();
+            assert_eq!(frames, want as usize, "{name} track {track}");
+            let (decoded, errors) = decode_check(&path);
+            assert_eq!(decoded, frames, "{name} track {track}");
+            assert_eq!(errors, "", "{name} track {track}");
+        }
+    }
+}
+
+/// Frames ffprobe decodes, and their presentation times in output order.
+fn decoded_pts(path: &Path) -> Vec<i64> {
+    let out = run(Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "frame=pts",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path));
+    String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(',').next().filter(|pts| !pts.is_empty()))
+        .map(|pts| pts.parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn fmp4_with_video_and_audio_in_one_segment_decodes_both() {
+    let data = Bytes::from(
+        std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../testdata/mkv/producer-c-1.6.4_h264_aac_putmedia.mkv"),
+        )
+        .unwrap(),
+    );
+    let (headers, fragments, _) = read(&data);
+    let header = &headers[0];
+    let configs: Vec<TrackConfig> = header
+        .tracks
+        .iter()
+        .map(|t| TrackConfig::from_track(t).unwrap())
+        .collect();
+    let scale = header.timecode_scale;
+    let mut file = init_segment(&configs.iter().collect::<Vec<_>>()).to_vec();
+    for (i, f) in fragments.iter().enumerate() {
+        let start = f.timecode * scale;
+        let samples = fragment_samples(
+            &configs,
+            scale,
+            &f.bytes,
+            start,
+            Some(start + f.duration * scale),
+        )
+        .unwrap();
+        let runs: Vec<_> = configs.iter().zip(&samples).collect();
+        for part in media_segment(i as u32 + 1, &runs) {
+            file.extend_from_slice(&part);
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("av.mp4");
+    std::fs::write(&path, &file).unwrap();
+    let out = run(Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-show_entries",
+            "stream=index,nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&path));
+    let decoded: BTreeMap<u64, u32> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let mut fields = l.split(',');
+            let index: u64 = fields.next().unwrap().parse().unwrap();
+            (index + 1, fields.next().unwrap().trim().parse().unwrap())
+        })
+        .collect();
+    let mut want = BTreeMap::new();
+    for f in &fragments {
+        for (t, n) in &f.frames {
+            *want.entry(*t).or_insert(0) += n;
+        }
+    }
+    assert_eq!(decoded, want);
+    let (_, errors) = decode_check(&path);
+    assert_eq!(errors, "");
+}
+
+#[test]
+fn fmp4_of_h265_and_b_frame_h264_decodes_in_presentation_order() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, codec) in [
+        (
+            "hevc.mkv",
+            &["-c:v", "libx265", "-x265-params", "log-level=error"][..],
+        ),
+        ("bframes.mkv", &["-c:v", "libx264", "-bf", "2"][..]),
+    ] {
+        let path = dir.path().join(name);
+        run(Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i"])
+            .arg("testsrc=size=320x240:rate=25")
+            .args(["-t", "2"])
+            .args(codec)
+            .args(["-g", "25", "-f", "matroska", "-cluster_time_limit", "900"])
+            .arg(&path));
+        let data = Bytes::from(std::fs::read(&path).unwrap());
+        let (_, fragments, _) = read(&data);
+        assert!(fragments.len() >= 2, "{name}");
+        let tracks = remux_tracks(&data, dir.path());
+        let [(track, mp4, frames)] = tracks.as_slice() else {
+            panic!("{name}: one track expected");
+        };
+        assert_eq!(*frames, 50, "{name} track {track}");
+        let (decoded, errors) = decode_check(mp4);
+        assert_eq!(decoded, 50, "{name}");
+        assert_eq!(errors, "", "{name}");
+        let pts = decoded_pts(mp4);
+        assert_eq!(pts.len(), 50, "{name}");
+        assert!(pts.windows(2).all(|w| w[0] < w[1]), "{name}: {pts:?}");
+    }
 }

@@ -12,6 +12,14 @@ use super::{Frame, MkvError, ids};
 /// Every frame of the Cluster in `cluster`, in stored order. Laced blocks are refused
 /// (`MkvError::InvalidValue`): KVS producers do not lace.
 pub fn cluster_frames(cluster: &[Bytes]) -> Result<Vec<Frame>, MkvError> {
+    timed_cluster_frames(cluster).map(|(_, frames)| frames)
+}
+
+/// [`cluster_frames`] with the Cluster's own Timecode (`None` when it has none, which is only
+/// valid when it has no blocks either): remuxers place frames relative to it.
+pub(crate) fn timed_cluster_frames(
+    cluster: &[Bytes],
+) -> Result<(Option<u64>, Vec<Frame>), MkvError> {
     let mut input = Input::default();
     for b in cluster {
         input.push(b.clone());
@@ -73,7 +81,7 @@ pub fn cluster_frames(cluster: &[Bytes]) -> Result<Vec<Frame>, MkvError> {
             _ => {}
         }
     }
-    Ok(frames)
+    Ok((timecode, frames))
 }
 
 fn header(input: &mut Input) -> Result<(u32, Size), MkvError> {

@@ -9,7 +9,7 @@ pub mod ids;
 mod input;
 mod reader;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod writer;
 
 use std::collections::BTreeMap;
@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 
 pub use frames::cluster_frames;
+pub(crate) use frames::timed_cluster_frames;
 pub use reader::MkvReader;
 pub use writer::{
     FragmentTags, Frame, ProducerWriter, archived_fragment, getmedia_error, getmedia_fragment,
