@@ -8,3 +8,4 @@
 pub mod codec;
 pub mod mkv;
 pub mod remux;
+pub mod ts;
