@@ -9,3 +9,4 @@ pub mod codec;
 pub mod mkv;
 pub mod mp4;
 pub mod remux;
+pub mod ts;
