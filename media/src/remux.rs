@@ -309,7 +309,8 @@ fn ns_to_ticks(ns: i128, timescale: u32) -> u64 {
         return 0;
     };
     ns.checked_mul(u128::from(timescale))
-        .and_then(|n| u64::try_from((n + 500_000_000) / 1_000_000_000).ok())
+        .and_then(|n| n.checked_add(500_000_000))
+        .and_then(|n| u64::try_from(n / 1_000_000_000).ok())
         .unwrap_or(u64::MAX)
 }
 
@@ -554,6 +555,16 @@ pub(crate) mod tests {
         for s in out.iter().flat_map(|t| &t.samples) {
             assert!(range.contains(&s.data.as_ptr()));
         }
+    }
+
+    #[test]
+    fn positions_round_to_the_nearest_tick_and_saturate() {
+        assert_eq!(ns_to_ticks(33_333_333, 90_000), 3000);
+        assert_eq!(ns_to_ticks(5_555, 90_000), 0);
+        assert_eq!(ns_to_ticks(5_556, 90_000), 1);
+        assert_eq!(ns_to_ticks(-1, 90_000), 0);
+        assert_eq!(ns_to_ticks(i128::MAX, 90_000), u64::MAX);
+        assert_eq!(ns_to_ticks(i128::MAX / 2, 2), u64::MAX);
     }
 
     #[test]

@@ -24,7 +24,8 @@ const NON_SYNC_SAMPLE: u32 = 0x0101_0000;
 
 /// One media segment: `styp`, `moof`, `mdat`. `runs` pairs each track with its samples of one
 /// fragment (as [`crate::remux::fragment_samples`] returns them); tracks without samples are
-/// left out. `sequence_number` is the `mfhd` sequence number (increasing per segment).
+/// left out (with none left, the `moof` holds only its `mfhd` and the `mdat` is empty).
+/// `sequence_number` is the `mfhd` sequence number (increasing per segment).
 ///
 /// The first element of the result holds every new byte (`styp`, `moof` and the `mdat`
 /// header); the rest are the samples' `data`, the same [`Bytes`] (not copies), track by track
@@ -210,6 +211,21 @@ mod tests {
                 at += s.data.len();
             }
         }
+    }
+
+    #[test]
+    fn no_samples_make_an_empty_fragment() {
+        let empty = TrackSamples {
+            track: 1,
+            samples: Vec::new(),
+        };
+        let parts = media_segment(3, &[(&video(1, None), &empty)]);
+        assert_eq!(parts.len(), 1);
+        let parsed = boxes(&parts[0]);
+        let [Any::Styp(_), Any::Moof(moof), Any::Mdat(mdat)] = parsed.as_slice() else {
+            panic!("styp, moof, mdat expected");
+        };
+        assert!(moof.traf.is_empty() && mdat.data.is_empty());
     }
 
     #[test]
