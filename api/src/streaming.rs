@@ -229,10 +229,15 @@ mod tests {
             br#"{"StreamName":"s","Expires":299,"MaxMediaPlaylistFragmentResults":5001,"PlaybackMode":"LATER"}"#,
         )
         .unwrap_err();
-        assert!(e.message.starts_with("3 validation errors detected"), "{}", e.message);
+        assert!(
+            e.message.starts_with("3 validation errors detected"),
+            "{}",
+            e.message
+        );
         assert!(e.message.contains("'expires'"), "{}", e.message);
-        let e = parse::<GetDashStreamingSessionUrlInput>(br#"{"DisplayFragmentNumber":"SOMETIMES"}"#)
-            .unwrap_err();
+        let e =
+            parse::<GetDashStreamingSessionUrlInput>(br#"{"DisplayFragmentNumber":"SOMETIMES"}"#)
+                .unwrap_err();
         assert!(e.message.contains("displayFragmentNumber"), "{}", e.message);
         let e = parse::<GetClipInput>(br#"{"StreamName":"s"}"#).unwrap_err();
         assert!(

@@ -17,7 +17,7 @@ use kinescope_media::remux::{Codec, TrackConfig};
 
 use crate::PlaybackError;
 use crate::hls::frame_rate;
-use crate::player::{Player, Reply, Window, selected};
+use crate::player::{Player, Reply, Window, segment_durations, selected};
 use crate::session::Session;
 
 const KVS_NAMESPACE: &str = "https://github.com/kinescope/kinescope/ns/dash";
@@ -45,9 +45,9 @@ pub(crate) async fn manifest(
     };
     let now = player.clock.now();
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let span_ms = (newest.producer_timestamp.as_millis() + newest.duration_ms as i64)
-        - first.producer_timestamp.as_millis();
-    let target_ms = window.rows.iter().map(|r| r.duration_ms).max().unwrap_or(1000);
+    let durations = segment_durations(&window.rows);
+    let span_ms = durations.iter().sum::<u64>() as i64;
+    let target_ms = durations.iter().copied().max().unwrap_or(1000);
     // The timeline's origin, in the MPD timescale (ms): where Period time 0 falls.
     let offset = match session.mode {
         PlaybackMode::OnDemand => first.producer_timestamp.as_millis(),
@@ -85,7 +85,7 @@ pub(crate) async fn manifest(
     out.push_str(">\n  <Period id=\"0\" start=\"PT0S\">\n");
     for config in &tracks.configs {
         adaptation_set(
-            &mut out, session, &window, token, config, bandwidth, frame_rate, offset,
+            &mut out, session, &window, &durations, token, config, bandwidth, frame_rate, offset,
         );
     }
     out.push_str("  </Period>\n</MPD>\n");
@@ -101,6 +101,7 @@ fn adaptation_set(
     out: &mut String,
     session: &Session,
     window: &Window,
+    durations: &[u64],
     token: &str,
     config: &TrackConfig,
     bandwidth: u64,
@@ -125,7 +126,11 @@ fn adaptation_set(
         config.codec_string
     );
     if video {
-        let _ = write!(out, " width=\"{}\" height=\"{}\"", config.width, config.height);
+        let _ = write!(
+            out,
+            " width=\"{}\" height=\"{}\"",
+            config.width, config.height
+        );
         if let Some(rate) = frame_rate {
             let _ = write!(out, " frameRate=\"{}\"", (rate * 1000.0).round() / 1000.0);
         }
@@ -146,12 +151,11 @@ fn adaptation_set(
          media=\"getMP4MediaFragment.mp4?SessionToken={token}&amp;TrackNumber={n}&amp;Time=$Time$\">\n\
          \x20         <SegmentTimeline>"
     );
-    for row in &window.rows {
+    for (row, d) in window.rows.iter().zip(durations) {
         let _ = write!(
             out,
-            "            <S t=\"{}\" d=\"{}\"",
+            "            <S t=\"{}\" d=\"{d}\"",
             row.producer_timestamp.as_millis(),
-            row.duration_ms.max(1)
         );
         if session.display_number {
             let _ = write!(out, " kvs:fn=\"{}\"", row.number.as_str());

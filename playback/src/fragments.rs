@@ -17,8 +17,8 @@ use kinescope_api::{FragmentNumber, Timestamp};
 use kinescope_archive::{
     Archive, ArchiveError, CatalogError, FragmentRow, StreamId, StreamRecord, TimestampKind,
 };
-use kinescope_media::remux::RemuxError;
 use kinescope_media::mkv::{FragmentTags, TrackHeader, archived_fragment, parse_stored_header};
+use kinescope_media::remux::RemuxError;
 
 use crate::session::TokenError;
 

@@ -297,7 +297,9 @@ impl State {
             Item::Stored(row) => {
                 let header = match &self.header {
                     Some((id, h)) if *id == row.header_id => h.clone(),
-                    _ => Arc::new(load_header(&self.read.archive, row.stream, row.header_id).await?),
+                    _ => {
+                        Arc::new(load_header(&self.read.archive, row.stream, row.header_id).await?)
+                    }
                 };
                 let bytes = match self.prefetch.take() {
                     Some((number, read)) if number == row.number => {

@@ -17,7 +17,7 @@ use kinescope_api::streaming::{ContainerFormat, DiscontinuityMode, PlaybackMode}
 use kinescope_media::remux::TrackConfig;
 
 use crate::PlaybackError;
-use crate::player::{Player, Reply, Window, is_discontinuity, selected};
+use crate::player::{Player, Reply, Window, is_discontinuity, segment_durations, selected};
 use crate::session::Session;
 
 const PLAYLIST: &str = "application/vnd.apple.mpegurl";
@@ -112,10 +112,10 @@ pub(crate) async fn media_playlist(
 
 /// The text of a media playlist.
 fn render_media_playlist(session: &Session, window: &Window, token: &str, track: u64) -> String {
-    let target = window
-        .rows
+    let durations = segment_durations(&window.rows);
+    let target = durations
         .iter()
-        .map(|r| r.duration_ms.div_ceil(1000))
+        .map(|d| (d + 500) / 1000)
         .max()
         .unwrap_or(1)
         .max(1);
@@ -136,7 +136,7 @@ fn render_media_playlist(session: &Session, window: &Window, token: &str, track:
     }
     let fmp4 = session.container == ContainerFormat::FragmentedMp4;
     let mut previous = None;
-    for row in &window.rows {
+    for (row, duration) in window.rows.iter().zip(durations) {
         let discontinuity = match session.discontinuity {
             DiscontinuityMode::Always => true,
             DiscontinuityMode::Never => false,
@@ -147,9 +147,8 @@ fn render_media_playlist(session: &Session, window: &Window, token: &str, track:
         if discontinuity {
             out.push_str("#EXT-X-DISCONTINUITY\n");
         }
-        let new_header = previous.is_none_or(|p: &kinescope_archive::FragmentRow| {
-            p.header_id != row.header_id
-        });
+        let new_header =
+            previous.is_none_or(|p: &kinescope_archive::FragmentRow| p.header_id != row.header_id);
         if fmp4 && (discontinuity || new_header) {
             let _ = writeln!(
                 out,
@@ -164,7 +163,7 @@ fn render_media_playlist(session: &Session, window: &Window, token: &str, track:
                 iso8601_millis(selected(session, row))
             );
         }
-        let _ = writeln!(out, "#EXTINF:{:.3},", row.duration_ms as f64 / 1000.0);
+        let _ = writeln!(out, "#EXTINF:{:.3},", duration as f64 / 1000.0);
         if fmp4 {
             let _ = writeln!(
                 out,

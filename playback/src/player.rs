@@ -108,15 +108,21 @@ pub struct Tracks {
 impl Tracks {
     /// The lowest-numbered track decides (KVS: track 1 must be H.264/H.265, or AAC for audio
     /// only); other tracks that cannot be played are left out.
-    pub fn new(header_id: i64, header: &kinescope_media::mkv::TrackHeader) -> Result<Self, RemuxError> {
+    pub fn new(
+        header_id: i64,
+        header: &kinescope_media::mkv::TrackHeader,
+    ) -> Result<Self, RemuxError> {
         let mut entries: Vec<_> = header.tracks.iter().collect();
         entries.sort_by_key(|t| t.number);
-        let first = entries.first().ok_or_else(|| RemuxError::UnsupportedCodec {
-            track: 1,
-            codec_id: "(no tracks)".into(),
-        })?;
+        let first = entries
+            .first()
+            .ok_or_else(|| RemuxError::UnsupportedCodec {
+                track: 1,
+                codec_id: "(no tracks)".into(),
+            })?;
         let first = TrackConfig::from_track(first)?;
-        let mut video = matches!(first.codec, Codec::Avc(_) | Codec::Hevc(_)).then(|| first.clone());
+        let mut video =
+            matches!(first.codec, Codec::Avc(_) | Codec::Hevc(_)).then(|| first.clone());
         let mut audio = matches!(first.codec, Codec::Aac(_)).then(|| first.clone());
         for t in entries.iter().skip(1) {
             let Ok(config) = TrackConfig::from_track(t) else {
@@ -235,7 +241,10 @@ impl Player {
                 let msn = query
                     .hls_msn
                     .as_deref()
-                    .map(|v| v.parse::<u64>().map_err(|_| invalid("_HLS_msn is not a number")))
+                    .map(|v| {
+                        v.parse::<u64>()
+                            .map_err(|_| invalid("_HLS_msn is not a number"))
+                    })
                     .transpose()?;
                 crate::hls::media_playlist(self, &session, token, track, msn).await
             }
@@ -306,7 +315,11 @@ impl Player {
             }
             PlaybackMode::Live => {
                 let rows = self.live_rows(session, session.anchor, now).await?;
-                (session.anchor.unwrap_or(Timestamp::from_millis(0)), rows, false)
+                (
+                    session.anchor.unwrap_or(Timestamp::from_millis(0)),
+                    rows,
+                    false,
+                )
             }
             PlaybackMode::LiveReplay => {
                 let start = session.start.unwrap_or(Timestamp::from_millis(0));
@@ -347,7 +360,8 @@ impl Player {
             DiscontinuityMode::Never => 0,
             DiscontinuityMode::OnDiscontinuity if first_sequence == 0 => 0,
             DiscontinuityMode::OnDiscontinuity => {
-                self.discontinuities_before(session, start, &rows[0]).await?
+                self.discontinuities_before(session, start, &rows[0])
+                    .await?
             }
         };
         Ok(Window {
@@ -416,7 +430,9 @@ impl Player {
             after = Some((selected(session, last), last.number.clone()));
             for row in page {
                 if row.number == first.number {
-                    return Ok(count + u64::from(previous.is_some_and(|p| is_discontinuity(&p, &row))));
+                    return Ok(
+                        count + u64::from(previous.is_some_and(|p| is_discontinuity(&p, &row)))
+                    );
                 }
                 if previous.as_ref().is_some_and(|p| is_discontinuity(p, &row)) {
                     count += 1;
@@ -453,7 +469,11 @@ impl Player {
     }
 
     /// The playable tracks of a track header of a stream (parsed once, then cached).
-    pub async fn tracks(&self, stream: StreamId, header_id: i64) -> Result<Arc<Tracks>, PlaybackError> {
+    pub async fn tracks(
+        &self,
+        stream: StreamId,
+        header_id: i64,
+    ) -> Result<Arc<Tracks>, PlaybackError> {
         let key = (stream, header_id);
         if let Some(t) = self.tracks.lock().expect("track cache").get(&key) {
             return Ok(t.clone());
@@ -469,8 +489,13 @@ impl Player {
     }
 
     /// A fragment of the session's stream, by number.
-    async fn fragment(&self, session: &Session, number: &str) -> Result<FragmentRow, PlaybackError> {
-        let unknown = || PlaybackError::NotFound(format!("fragment {number} was not found in the stream"));
+    async fn fragment(
+        &self,
+        session: &Session,
+        number: &str,
+    ) -> Result<FragmentRow, PlaybackError> {
+        let unknown =
+            || PlaybackError::NotFound(format!("fragment {number} was not found in the stream"));
         let n = FragmentNumber::parse(number).map_err(|_| unknown())?;
         self.archive
             .catalog()
@@ -483,7 +508,11 @@ impl Player {
 
     /// DASH `$Time$`: the fragment whose producer timestamp is that many milliseconds (the
     /// newest of equals, as the manifest shows).
-    async fn fragment_at(&self, session: &Session, time: &str) -> Result<FragmentRow, PlaybackError> {
+    async fn fragment_at(
+        &self,
+        session: &Session,
+        time: &str,
+    ) -> Result<FragmentRow, PlaybackError> {
         let unknown = || PlaybackError::NotFound(format!("no fragment at time {time}"));
         let t = Timestamp::from_millis(time.parse().map_err(|_| unknown())?);
         let rows = self
@@ -534,7 +563,10 @@ impl Player {
         Ok(Reply {
             content_type: "video/mp4",
             body: mp4::media_segment(sequence_of(row), &[(config, run)]),
-            etag: Some(format!("\"{FORMAT_VERSION}-m{}-{track}\"", row.number.as_str())),
+            etag: Some(format!(
+                "\"{FORMAT_VERSION}-m{}-{track}\"",
+                row.number.as_str()
+            )),
         })
     }
 
@@ -582,6 +614,29 @@ pub fn is_discontinuity(prev: &FragmentRow, next: &FragmentRow) -> bool {
     let expected = prev.producer_timestamp.as_millis() + prev.duration_ms as i64;
     (next.producer_timestamp.as_millis() - expected).abs() > DISCONTINUITY_MS
         || prev.header_id != next.header_id
+}
+
+/// How long each fragment of a window lasts on the media timeline, in ms: until the next one
+/// starts when they are contiguous (a fragment's stored duration covers its longest track, and
+/// an audio track may run past the next video key frame), else its own duration. The sum
+/// equals the window's span, so playlists do not drift.
+pub fn segment_durations(rows: &[FragmentRow]) -> Vec<u64> {
+    rows.iter()
+        .enumerate()
+        .map(|(i, row)| {
+            let start = row.producer_timestamp.as_millis();
+            let own = row.duration_ms.max(1);
+            match rows.get(i + 1) {
+                Some(next) if !is_discontinuity(row, next) => {
+                    u64::try_from(next.producer_timestamp.as_millis() - start)
+                        .ok()
+                        .filter(|d| *d > 0)
+                        .unwrap_or(own)
+                }
+                _ => own,
+            }
+        })
+        .collect()
 }
 
 /// With PRODUCER_TIMESTAMP, fragments with the same start are one (the newest fragment number

@@ -251,7 +251,13 @@ impl Session {
             return None;
         }
         let ts = |s: &str| s.parse::<i64>().ok().map(Timestamp::from_millis);
-        let opt_ts = |s: &str| if s.is_empty() { Some(None) } else { ts(s).map(Some) };
+        let opt_ts = |s: &str| {
+            if s.is_empty() {
+                Some(None)
+            } else {
+                ts(s).map(Some)
+            }
+        };
         Some(Self {
             protocol: match *protocol {
                 "h" => Protocol::Hls,
@@ -420,20 +426,40 @@ mod tests {
             };
             Session::from_request(Protocol::Hls, &stream(1), &req, NOW)
         };
-        let invalid = |r: Result<Session, PlaybackError>| {
-            matches!(r, Err(PlaybackError::InvalidArgument(_)))
-        };
-        assert!(invalid(check(PlaybackMode::Live, range(Some(1), None), None)));
-        assert!(invalid(check(PlaybackMode::OnDemand, range(Some(1), None), None)));
+        let invalid =
+            |r: Result<Session, PlaybackError>| matches!(r, Err(PlaybackError::InvalidArgument(_)));
+        assert!(invalid(check(
+            PlaybackMode::Live,
+            range(Some(1), None),
+            None
+        )));
+        assert!(invalid(check(
+            PlaybackMode::OnDemand,
+            range(Some(1), None),
+            None
+        )));
         assert!(invalid(check(PlaybackMode::OnDemand, None, None)));
-        assert!(invalid(check(PlaybackMode::LiveReplay, range(None, Some(5)), None)));
-        assert!(invalid(check(PlaybackMode::OnDemand, range(Some(5), Some(4)), None)));
+        assert!(invalid(check(
+            PlaybackMode::LiveReplay,
+            range(None, Some(5)),
+            None
+        )));
+        assert!(invalid(check(
+            PlaybackMode::OnDemand,
+            range(Some(5), Some(4)),
+            None
+        )));
         assert!(invalid(check(
             PlaybackMode::OnDemand,
             range(Some(0), Some(MAX_RANGE_MS + 1)),
             None
         )));
-        let ok = check(PlaybackMode::OnDemand, range(Some(0), Some(MAX_RANGE_MS)), None).unwrap();
+        let ok = check(
+            PlaybackMode::OnDemand,
+            range(Some(0), Some(MAX_RANGE_MS)),
+            None,
+        )
+        .unwrap();
         assert_eq!(ok.max_results, 1000);
         let live = check(PlaybackMode::Live, None, None).unwrap();
         assert_eq!(
@@ -452,7 +478,8 @@ mod tests {
             NOW,
         );
         assert!(invalid(dash_ts));
-        let none = Session::from_request(Protocol::Hls, &stream(0), &SessionRequest::default(), NOW);
+        let none =
+            Session::from_request(Protocol::Hls, &stream(0), &SessionRequest::default(), NOW);
         assert!(matches!(none, Err(PlaybackError::NoDataRetention(_))));
     }
 }

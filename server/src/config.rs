@@ -405,6 +405,11 @@ impl Config {
         self.data_dir.join("credentials")
     }
 
+    /// The secret that signs HLS/DASH session tokens.
+    pub fn session_secret_file(&self) -> PathBuf {
+        self.data_dir.join("session-secret")
+    }
+
     pub fn catalog_path(&self) -> PathBuf {
         self.data_dir.join("catalog.db")
     }

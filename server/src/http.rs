@@ -1,6 +1,8 @@
 //! The HTTP surface: one router for every API path (spec §1.1: `POST /<operation>` with a JSON
-//! body), plus `/healthz`, `/readyz` and `/metrics`. Layers, outermost first: request id,
-//! metrics and tracing for every request; SigV4 authentication and a body bound for API paths.
+//! body), the HLS/DASH playback resources (`GET /hls/v1/…`, `/dash/v1/…`, spec §5.3–5.4,
+//! authorized by their session token), plus `/healthz`, `/readyz` and `/metrics`. Layers,
+//! outermost first: request id, metrics and tracing for every request; SigV4 authentication and
+//! a body bound for API paths; CORS for playback resources.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -22,7 +24,7 @@ use crate::error::KvsError;
 use crate::limits::{BodyReservation, Limits};
 use crate::secrets::request_id;
 use crate::state::AppState;
-use crate::{archived, control, putmedia};
+use crate::{archived, control, putmedia, streaming};
 
 /// Largest JSON request body; the largest real input (GetMediaForFragmentList with 1000
 /// fragment numbers) is far below it.
@@ -31,9 +33,6 @@ pub const MAX_JSON_BODY: usize = 1 << 20;
 /// Operations of the KVS models that Kinescope does not serve yet, by path. Each answers
 /// `NotImplementedException` (HTTP 501), listed in the README's feature table.
 const NOT_YET: &[&str] = &[
-    "/getHLSStreamingSessionURL",
-    "/getDASHStreamingSessionURL",
-    "/getClip",
     "/getImages",
     "/createSignalingChannel",
     "/deleteSignalingChannel",
@@ -87,11 +86,26 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/getMediaForFragmentList",
             op(post(archived::get_media_for_fragment_list)),
-        );
+        )
+        .route(
+            "/getHLSStreamingSessionURL",
+            op(post(streaming::get_hls_streaming_session_url)),
+        )
+        .route(
+            "/getDASHStreamingSessionURL",
+            op(post(streaming::get_dash_streaming_session_url)),
+        )
+        .route("/getClip", op(post(streaming::get_clip)));
     for &path in NOT_YET {
         api = api.route(path, op(post(move || not_yet(path))));
     }
+    // Players cannot sign: the playback resources carry a session token instead.
+    let playback = Router::new()
+        .route("/hls/v1/{name}", get(streaming::hls_resource))
+        .route("/dash/v1/{name}", get(streaming::dash_resource))
+        .layer(middleware::from_fn(streaming::cors));
     api.route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .merge(playback)
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

@@ -13,6 +13,7 @@ mod putmedia;
 mod secrets;
 mod serve;
 mod state;
+mod streaming;
 mod tls;
 
 use std::process::ExitCode;

@@ -85,6 +85,32 @@ pub fn load_or_generate_credentials(path: &Path) -> Result<(KeyPair, bool), Conf
     Ok((pair, true))
 }
 
+/// The secret that signs HLS/DASH session tokens: 32 random bytes in `path` (mode 0600),
+/// generated on first start, so that session URLs stay valid across restarts.
+pub fn load_or_generate_session_secret(path: &Path) -> Result<Vec<u8>, ConfigError> {
+    let read_error = |source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    if path.exists() {
+        let secret = std::fs::read(path).map_err(read_error)?;
+        if secret.len() < 32 {
+            return Err(ConfigError::Invalid(format!(
+                "{} holds {} bytes; a session secret has at least 32",
+                path.display(),
+                secret.len()
+            )));
+        }
+        return Ok(secret);
+    }
+    let mut secret = vec![0u8; 32];
+    SystemRandom::new()
+        .fill(&mut secret)
+        .expect("the system random source failed");
+    write_private(path, &secret).map_err(read_error)?;
+    Ok(secret)
+}
+
 /// Writes `bytes` to `path` with mode 0600: to a temporary file, synced, then renamed.
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
@@ -104,6 +130,17 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn session_secret_is_generated_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("session-secret");
+        let first = load_or_generate_session_secret(&path).unwrap();
+        assert_eq!(first.len(), 32);
+        assert_eq!(load_or_generate_session_secret(&path).unwrap(), first);
+        std::fs::write(&path, b"short").unwrap();
+        assert!(load_or_generate_session_secret(&path).is_err());
+    }
 
     #[test]
     fn credentials_are_generated_once_with_mode_0600() {

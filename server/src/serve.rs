@@ -9,13 +9,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use kinescope_archive::{Archive, Catalog, Clock, LocalStore, SqliteCatalog, SystemClock};
+use kinescope_playback::{Player, SessionKey};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 
 use crate::auth::{Auth, KeyStore};
 use crate::config::{Config, KeyPair, TlsMode, url_host};
 use crate::limits::Limits;
 use crate::listener::{self, ListenerConfig};
-use crate::secrets::load_or_generate_credentials;
+use crate::secrets::{load_or_generate_credentials, load_or_generate_session_secret};
 use crate::state::AppState;
 use crate::{http, tls};
 
@@ -117,9 +118,14 @@ pub async fn run(mut config: Config) -> Result<(), BoxError> {
         }
     });
 
+    let session_key = SessionKey::new(&load_or_generate_session_secret(
+        &config.session_secret_file(),
+    )?);
+    let player = Arc::new(Player::new(archive.clone(), clock.clone(), session_key));
     let state = Arc::new(AppState {
         catalog,
         archive,
+        player,
         writers: Arc::default(),
         clock,
         auth,

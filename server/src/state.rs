@@ -14,6 +14,8 @@ pub struct AppState {
     pub catalog: Arc<dyn Catalog>,
     /// Fragment store and numbering: where PutMedia makes fragments durable.
     pub archive: Arc<Archive>,
+    /// HLS and DASH sessions and clips.
+    pub player: Arc<kinescope_playback::Player>,
     /// The current PutMedia writer of each stream.
     pub writers: Arc<kinescope_ingest::Writers>,
     pub clock: Arc<dyn Clock>,
