@@ -336,60 +336,68 @@ fn demux(segment: &[u8]) -> Demuxed {
     ctx
 }
 
+/// Each segment of `source` on its own: the PMT lists every track on its PID with its
+/// stream_type, the continuity counters have no gap, and each sample is one PES packet with
+/// its PTS and DTS, in decode order. Returns how many PES packets carried a DTS.
+fn check_with_mpeg2ts_reader(name: &str, source: &Source) -> usize {
+    let want_streams: Vec<(u16, u8)> = source
+        .tracks
+        .iter()
+        .map(|t| match t.codec {
+            Codec::Avc(_) => (ts::VIDEO_PID, 0x1b),
+            Codec::Hevc(_) => (ts::VIDEO_PID, 0x24),
+            Codec::Aac(_) => (ts::AUDIO_PID, 0x0f),
+        })
+        .collect();
+    let segments = source.segments();
+    assert!(segments.len() > 1, "{name}");
+    let mut with_dts = 0;
+    for (segment, runs) in segments.iter().zip(&source.fragments) {
+        let d = demux(segment);
+        assert_eq!(d.continuity_errors, 0, "{name}");
+        let mut streams = d.streams.clone();
+        streams.sort_unstable();
+        assert_eq!(streams, want_streams, "{name}");
+        with_dts += d.pes.iter().filter(|p| p.1 != p.2).count();
+        for run in runs {
+            let track = source
+                .tracks
+                .iter()
+                .find(|t| t.number == run.track)
+                .unwrap();
+            let pid = if is_audio(&track.codec) {
+                ts::AUDIO_PID
+            } else {
+                ts::VIDEO_PID
+            };
+            let got: Vec<(u64, u64)> = d
+                .pes
+                .iter()
+                .filter(|p| p.0 == pid)
+                .map(|p| (p.1, p.2))
+                .collect();
+            let to_90k = |t: i64| {
+                (i128::from(t) * 90_000 / i128::from(track.timescale)).rem_euclid(1 << 33) as u64
+            };
+            let want: Vec<(u64, u64)> = run
+                .samples
+                .iter()
+                .map(|s| {
+                    let dts = s.decode_time as i64;
+                    (to_90k(dts + i64::from(s.composition_offset)), to_90k(dts))
+                })
+                .collect();
+            assert_eq!(got, want, "{name} track {}", run.track);
+        }
+    }
+    with_dts
+}
+
 #[test]
 fn every_fragment_demuxes_with_mpeg2ts_reader() {
     for name in UPLOADS {
         let source = Source::from_mkv(&fixture(name));
-        let segments = source.segments();
-        assert!(segments.len() > 1, "{name}");
-        for (segment, runs) in segments.iter().zip(&source.fragments) {
-            let d = demux(segment);
-            assert_eq!(d.continuity_errors, 0, "{name}");
-            let want_streams: Vec<(u16, u8)> = source
-                .tracks
-                .iter()
-                .map(|t| match t.codec {
-                    Codec::Avc(_) => (ts::VIDEO_PID, 0x1b),
-                    Codec::Hevc(_) => (ts::VIDEO_PID, 0x24),
-                    Codec::Aac(_) => (ts::AUDIO_PID, 0x0f),
-                })
-                .collect();
-            let mut streams = d.streams.clone();
-            streams.sort_unstable();
-            assert_eq!(streams, want_streams, "{name}");
-            // One PES packet per sample, with its timestamps, per PID in decode order.
-            for run in runs {
-                let track = source
-                    .tracks
-                    .iter()
-                    .find(|t| t.number == run.track)
-                    .unwrap();
-                let pid = if matches!(track.codec, Codec::Aac(_)) {
-                    ts::AUDIO_PID
-                } else {
-                    ts::VIDEO_PID
-                };
-                let got: Vec<(u64, u64)> = d
-                    .pes
-                    .iter()
-                    .filter(|p| p.0 == pid)
-                    .map(|p| (p.1, p.2))
-                    .collect();
-                let to_90k = |t: i64| {
-                    (i128::from(t) * 90_000 / i128::from(track.timescale)).rem_euclid(1 << 33)
-                        as u64
-                };
-                let want: Vec<(u64, u64)> = run
-                    .samples
-                    .iter()
-                    .map(|s| {
-                        let dts = s.decode_time as i64;
-                        (to_90k(dts + i64::from(s.composition_offset)), to_90k(dts))
-                    })
-                    .collect();
-                assert_eq!(got, want, "{name} track {}", run.track);
-            }
-        }
+        check_with_mpeg2ts_reader(name, &source);
     }
 }
 
@@ -511,6 +519,10 @@ fn hevc_from_ffmpeg_plays_in_ffmpeg_and_gstreamer() {
     // that there are several segments, as a KVS producer sends one GOP per fragment.
     let source = source.split_at_key_frames();
     assert_eq!(source.fragments.len(), 2);
+    assert!(
+        check_with_mpeg2ts_reader("hevc.mkv", &source) > 0,
+        "B-frames: PES packets with a DTS"
+    );
     let path = write_concatenated(&source, dir.path());
     let mut want = BTreeMap::new();
     want.insert("video".to_string(), 50);
