@@ -151,7 +151,7 @@ impl<'a> VideoFormat<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn avc() -> AvcDecoderConfig {
@@ -234,9 +234,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn hevc_uses_its_own_aud_and_vps_sps_pps() {
-        // hvcC with VPS, SPS, PPS and a prefix SEI array, 4-byte lengths.
+    /// An hvcC record with a VPS, SPS, PPS and a prefix SEI array, 4-byte lengths.
+    pub(in crate::ts) fn hvcc() -> Vec<u8> {
         let mut hvcc = vec![
             1, 0x01, 0x60, 0, 0, 0, 0x90, 0, 0, 0, 0, 0, 93, 0xf0, 0, 0xfc,
         ];
@@ -250,6 +249,12 @@ mod tests {
             hvcc.extend([0x80 | t, 0, 1, 0, 3, t << 1, 1]);
             hvcc.extend(body);
         }
+        hvcc
+    }
+
+    #[test]
+    fn hevc_uses_its_own_aud_and_vps_sps_pps() {
+        let hvcc = hvcc();
         let config = HevcDecoderConfig::parse(&hvcc).unwrap();
         let f = VideoFormat::hevc(&config);
         let idr = prefixed(&[&[19 << 1, 1, 0xab]]);
