@@ -88,7 +88,16 @@ pub(crate) async fn manifest(
             &mut out, session, &window, &durations, token, config, bandwidth, frame_rate, offset,
         );
     }
-    out.push_str("  </Period>\n</MPD>\n");
+    out.push_str("  </Period>\n");
+    if !(window.ended && session.mode == PlaybackMode::OnDemand) {
+        // The server's clock (after the Period, in schema order), so that players need not reach a time server of their own.
+        let _ = writeln!(
+            out,
+            "  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:direct:2014\" value=\"{}\"/>",
+            iso8601_millis(now)
+        );
+    }
+    out.push_str("</MPD>\n");
     Ok(Reply {
         content_type: "application/dash+xml",
         body: vec![Bytes::from(out)],

@@ -608,11 +608,15 @@ pub fn selected(session: &Session, row: &FragmentRow) -> Timestamp {
     }
 }
 
-/// Whether `next` does not follow `prev` on the media timeline (ON_DISCONTINUITY), or
-/// follows another track header.
+/// Whether `next` does not follow `prev` on the media timeline (ON_DISCONTINUITY): it starts
+/// more than 50 ms after `prev` ends, or before `prev` starts, or follows another track header.
+/// A stored duration covers the longest track and B-frames' presentation times, so fragments
+/// that follow each other overlap a little; that is not a discontinuity.
 pub fn is_discontinuity(prev: &FragmentRow, next: &FragmentRow) -> bool {
-    let expected = prev.producer_timestamp.as_millis() + prev.duration_ms as i64;
-    (next.producer_timestamp.as_millis() - expected).abs() > DISCONTINUITY_MS
+    let start = prev.producer_timestamp.as_millis();
+    let next_start = next.producer_timestamp.as_millis();
+    next_start - (start + prev.duration_ms as i64) > DISCONTINUITY_MS
+        || next_start < start
         || prev.header_id != next.header_id
 }
 

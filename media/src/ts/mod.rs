@@ -48,15 +48,17 @@ const PCR_INTERVAL: u64 = 3_600;
 /// The segment is returned in chunks of about this size, cut at PES boundaries.
 const CHUNK_SIZE: usize = 64 * 1024;
 const PROGRAM_NUMBER: u16 = 1;
+/// Tracks per segment: as many as video stream_ids (0xE0..=0xEF), far above KVS's 3.
+const MAX_TRACKS: usize = 16;
 
 /// One MPEG-TS segment holding every sample of `runs`, whose tracks are described by
 /// `tracks` (matched by track number; a track without samples is still listed in the PMT).
 /// The bytes are returned as chunks of whole packets, in order.
 ///
-/// Errors: a run for a track not in `tracks`, a track with timescale 0, an AAC configuration
-/// ADTS cannot express ([`RemuxError::InvalidCodecPrivateData`]); a video sample whose NAL
-/// unit lengths do not add up, an empty sample or an AAC frame longer than ADTS allows
-/// ([`RemuxError::InvalidFrame`]).
+/// Errors: a track with timescale 0 or an AAC configuration ADTS cannot express
+/// ([`RemuxError::InvalidCodecPrivateData`]); more than 16 tracks, a run for a track not in
+/// `tracks`, a video sample whose NAL unit lengths do not add up, an empty sample or an AAC
+/// frame longer than ADTS allows ([`RemuxError::InvalidFrame`]).
 pub fn segment(tracks: &[&TrackConfig], runs: &[TrackSamples]) -> Result<Vec<Bytes>, RemuxError> {
     let streams = streams(tracks)?;
     let mut cursors = Vec::with_capacity(runs.len());
@@ -131,57 +133,70 @@ impl Stream<'_> {
         t * 90_000 / i128::from(self.config.timescale)
     }
 
-    /// (PTS, DTS) of a sample, in 90 kHz ticks, not yet reduced mod 2^33.
+    /// (PTS, DTS) of a sample in 90 kHz ticks: the PTS mod 2^33, the DTS in full for ordering
+    /// and the PCR (truncated to 64 bits only when absurdly large, which keeps it right mod
+    /// 2^33).
     fn times(&self, sample: &Sample) -> (u64, u64) {
         let dts = self.to_90khz(i128::from(sample.decode_time));
         let pts = dts + self.to_90khz(i128::from(sample.composition_offset));
         let modulus = i128::from(pes::TIMESTAMP_MODULUS);
-        // The DTS keeps its full range for ordering; the PTS only needs its value mod 2^33.
         (pts.rem_euclid(modulus) as u64, dts as u64)
     }
 }
 
+/// The streams of the PMT, in track order: the first video track on [`VIDEO_PID`], the first
+/// audio track on [`AUDIO_PID`], any further track on the next PIDs after them; stream_ids
+/// count up from 0xE0 (video) and 0xC0 (audio).
 fn streams<'a>(tracks: &[&'a TrackConfig]) -> Result<Vec<Stream<'a>>, RemuxError> {
-    let (mut video, mut audio) = (0u8, 0u8);
-    let mut next_extra_pid = AUDIO_PID + 1;
+    if tracks.len() > MAX_TRACKS {
+        return Err(RemuxError::InvalidFrame(format!(
+            "{} tracks; a segment holds at most {MAX_TRACKS}",
+            tracks.len()
+        )));
+    }
+    let (mut videos, mut audios) = (0u8, 0u8);
+    let mut extra_pids = AUDIO_PID + 1..;
     let mut streams = Vec::with_capacity(tracks.len());
     for &config in tracks {
+        let invalid = |reason: String| RemuxError::InvalidCodecPrivateData {
+            track: config.number,
+            reason,
+        };
         if config.timescale == 0 {
-            return Err(RemuxError::InvalidCodecPrivateData {
-                track: config.number,
-                reason: "timescale 0".into(),
-            });
+            return Err(invalid("timescale 0".into()));
         }
-        let (kind, stream_id, pid) = match &config.codec {
-            Codec::Avc(avc) => (Kind::Video(VideoFormat::avc(avc)), &mut video, VIDEO_PID),
-            Codec::Hevc(hevc) => (Kind::Video(VideoFormat::hevc(hevc)), &mut video, VIDEO_PID),
-            Codec::Aac(asc) => {
-                let adts =
-                    Adts::new(asc).map_err(|reason| RemuxError::InvalidCodecPrivateData {
-                        track: config.number,
-                        reason,
-                    })?;
-                (Kind::Audio(adts), &mut audio, AUDIO_PID)
-            }
+        let (kind, count, first_pid, first_id) = match &config.codec {
+            Codec::Avc(c) => (
+                Kind::Video(VideoFormat::avc(c)),
+                &mut videos,
+                VIDEO_PID,
+                VIDEO_STREAM_ID,
+            ),
+            Codec::Hevc(c) => (
+                Kind::Video(VideoFormat::hevc(c)),
+                &mut videos,
+                VIDEO_PID,
+                VIDEO_STREAM_ID,
+            ),
+            Codec::Aac(c) => (
+                Kind::Audio(Adts::new(c).map_err(invalid)?),
+                &mut audios,
+                AUDIO_PID,
+                AUDIO_STREAM_ID,
+            ),
         };
-        let base_id = if kind.is_video() {
-            VIDEO_STREAM_ID
+        let pid = if *count == 0 {
+            first_pid
         } else {
-            AUDIO_STREAM_ID
-        };
-        let pid = if *stream_id == 0 {
-            pid
-        } else {
-            next_extra_pid += 1;
-            next_extra_pid - 1
+            extra_pids.next().unwrap_or(first_pid)
         };
         streams.push(Stream {
             config,
             pid,
-            stream_id: base_id + *stream_id,
+            stream_id: first_id + *count,
             kind,
         });
-        *stream_id += 1;
+        *count += 1;
     }
     Ok(streams)
 }

@@ -33,6 +33,16 @@ fn avc_track(number: u64) -> TrackConfig {
     }
 }
 
+fn hevc_track(number: u64) -> TrackConfig {
+    let hvcc = super::video::tests::hvcc();
+    TrackConfig {
+        codec: Codec::Hevc(crate::codec::HevcDecoderConfig::parse(&hvcc).unwrap()),
+        codec_private: Bytes::from(hvcc),
+        codec_string: "hvc1.1.6.L93.90".into(),
+        ..avc_track(number)
+    }
+}
+
 fn aac_track(number: u64) -> TrackConfig {
     // AAC LC, 48000 Hz, stereo.
     let asc = AudioSpecificConfig::parse(&[0x11, 0x90]).unwrap();
@@ -366,13 +376,15 @@ proptest! {
     /// any segment is well formed.
     #[test]
     fn arbitrary_samples_never_panic(
+        hevc in any::<bool>(),
         samples in proptest::collection::vec(
             (any::<bool>(), any::<u64>(), any::<i32>(), any::<bool>(),
              proptest::collection::vec(any::<u8>(), 0..600)),
             0..12,
         ),
     ) {
-        let (video, audio) = (avc_track(1), aac_track(2));
+        let video = if hevc { hevc_track(1) } else { avc_track(1) };
+        let audio = aac_track(2);
         let mut runs = [TrackSamples { track: 1, samples: vec![] },
                         TrackSamples { track: 2, samples: vec![] }];
         for (is_video, decode_time, composition_offset, key, mut data) in samples {

@@ -14,8 +14,17 @@ use crate::codec::{AvcDecoderConfig, HevcDecoderConfig};
 const START_CODE: &[u8] = &[0, 0, 0, 1];
 /// H.264 access unit delimiter (type 9), primary_pic_type 7 (any slice type).
 const H264_AUD: &[u8] = &[0x09, 0xf0];
-/// H.265 access unit delimiter (type 35, layer 0, TemporalId 0), pic_type 2 (any).
-const H265_AUD: &[u8] = &[0x46, 0x01, 0x50];
+/// H.265 access unit delimiters (type 35, layer 0), pic_type 2 (any), by
+/// `nuh_temporal_id_plus1` - 1: an AUD has its access unit's TemporalId (H.265 §7.4.2.4.4).
+const H265_AUDS: [[u8; 3]; 7] = {
+    let mut auds = [[0x46, 0, 0x50]; 7];
+    let mut i = 0;
+    while i < 7 {
+        auds[i][1] = i as u8 + 1;
+        i += 1;
+    }
+    auds
+};
 const H264_NAL_AUD: u8 = 9;
 const H265_NAL_AUD: u8 = 35;
 
@@ -79,9 +88,17 @@ impl<'a> VideoFormat<'a> {
                 in_band[i] = true;
             }
         }
-        let has_aud = nal_units.first().is_some_and(|n| self.is_aud(n[0]));
+        let first = nal_units[0];
+        let has_aud = self.is_aud(first[0]);
         if !has_aud {
-            out.extend([START_CODE, if self.hevc { H265_AUD } else { H264_AUD }]);
+            let aud = if self.hevc {
+                // nuh_temporal_id_plus1 of the first NAL unit (0, forbidden, read as 1).
+                let tid = first.get(1).map_or(0, |b| usize::from(b & 0x07));
+                &H265_AUDS[tid.max(1) - 1][..]
+            } else {
+                H264_AUD
+            };
+            out.extend([START_CODE, aud]);
         }
         let needs_parameter_sets = key
             && if self.hevc {
@@ -134,7 +151,7 @@ impl<'a> VideoFormat<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn avc() -> AvcDecoderConfig {
@@ -217,9 +234,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn hevc_uses_its_own_aud_and_vps_sps_pps() {
-        // hvcC with VPS, SPS, PPS and a prefix SEI array, 4-byte lengths.
+    /// An hvcC record with a VPS, SPS, PPS and a prefix SEI array, 4-byte lengths.
+    pub(in crate::ts) fn hvcc() -> Vec<u8> {
         let mut hvcc = vec![
             1, 0x01, 0x60, 0, 0, 0, 0x90, 0, 0, 0, 0, 0, 93, 0xf0, 0, 0xfc,
         ];
@@ -233,9 +249,21 @@ mod tests {
             hvcc.extend([0x80 | t, 0, 1, 0, 3, t << 1, 1]);
             hvcc.extend(body);
         }
+        hvcc
+    }
+
+    #[test]
+    fn hevc_uses_its_own_aud_and_vps_sps_pps() {
+        let hvcc = hvcc();
         let config = HevcDecoderConfig::parse(&hvcc).unwrap();
         let f = VideoFormat::hevc(&config);
         let idr = prefixed(&[&[19 << 1, 1, 0xab]]);
+        let trail = prefixed(&[&[1 << 1, 3, 0xcd]]);
+        assert_eq!(
+            annex_b(&f, &trail, false),
+            [0, 0, 0, 1, 0x46, 0x03, 0x50, 0, 0, 0, 1, 2, 3, 0xcd],
+            "the AUD takes the TemporalId of the picture"
+        );
         assert_eq!(
             annex_b(&f, &idr, true),
             [
