@@ -323,9 +323,22 @@ impl Player {
             }
             PlaybackMode::LiveReplay => {
                 let start = session.start.unwrap_or(Timestamp::from_millis(0));
-                let elapsed = now.as_millis() - session.created.as_millis();
-                let paced = start.as_millis().saturating_add(elapsed);
                 let end = session.end.map_or(i64::MAX, Timestamp::as_millis);
+                // The replay begins with the first fragment at or after the start, then
+                // shows each next one once its time has come.
+                let first = catalog
+                    .list_fragments(
+                        session.stream,
+                        session.kind,
+                        start,
+                        Timestamp::from_millis(end),
+                        None,
+                        1,
+                    )
+                    .await?;
+                let origin = first.first().map_or(start, |r| selected(session, r));
+                let elapsed = now.as_millis() - session.created.as_millis();
+                let paced = origin.as_millis().saturating_add(elapsed);
                 let rows = catalog
                     .latest_fragments(
                         session.stream,

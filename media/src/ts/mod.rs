@@ -60,7 +60,7 @@ const MAX_TRACKS: usize = 16;
 /// `tracks`, a video sample whose NAL unit lengths do not add up, an empty sample or an AAC
 /// frame longer than ADTS allows ([`RemuxError::InvalidFrame`]).
 pub fn segment(tracks: &[&TrackConfig], runs: &[TrackSamples]) -> Result<Vec<Bytes>, RemuxError> {
-    let streams = streams(tracks)?;
+    let mut streams = streams(tracks)?;
     let mut cursors = Vec::with_capacity(runs.len());
     for run in runs {
         let stream = streams
@@ -72,6 +72,16 @@ pub fn segment(tracks: &[&TrackConfig], runs: &[TrackSamples]) -> Result<Vec<Byt
                     run.track
                 ))
             })?;
+        // A presentation time never precedes its decode time in TS (ISO/IEC 13818-1 §2.4.3.7):
+        // negative composition offsets (B-frames, as fMP4 carries them) move the track's
+        // decode times back by the largest of them.
+        streams[stream].dts_shift = run
+            .samples
+            .iter()
+            .map(|s| -i128::from(s.composition_offset))
+            .max()
+            .unwrap_or(0)
+            .max(0);
         cursors.push(Cursor {
             stream,
             samples: &run.samples,
@@ -103,6 +113,8 @@ pub fn segment(tracks: &[&TrackConfig], runs: &[TrackSamples]) -> Result<Vec<Byt
 /// A track as the segment carries it.
 struct Stream<'a> {
     config: &'a TrackConfig,
+    /// Track ticks subtracted from every decode time so that no PTS precedes its DTS.
+    dts_shift: i128,
     pid: u16,
     stream_id: u8,
     kind: Kind<'a>,
@@ -137,8 +149,9 @@ impl Stream<'_> {
     /// and the PCR (truncated to 64 bits only when absurdly large, which keeps it right mod
     /// 2^33).
     fn times(&self, sample: &Sample) -> (u64, u64) {
-        let dts = self.to_90khz(i128::from(sample.decode_time));
-        let pts = dts + self.to_90khz(i128::from(sample.composition_offset));
+        let decode = i128::from(sample.decode_time);
+        let dts = self.to_90khz(decode - self.dts_shift);
+        let pts = self.to_90khz(decode + i128::from(sample.composition_offset));
         let modulus = i128::from(pes::TIMESTAMP_MODULUS);
         (pts.rem_euclid(modulus) as u64, dts as u64)
     }
@@ -192,6 +205,7 @@ fn streams<'a>(tracks: &[&'a TrackConfig]) -> Result<Vec<Stream<'a>>, RemuxError
         };
         streams.push(Stream {
             config,
+            dts_shift: 0,
             pid,
             stream_id: first_id + *count,
             kind,

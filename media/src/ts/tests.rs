@@ -316,6 +316,22 @@ fn composition_offsets_give_a_dts_and_timestamps_wrap() {
 }
 
 #[test]
+fn negative_composition_offsets_move_decode_times_back_never_presentation_times() {
+    // I P B as fMP4 carries them: decode times are the sorted presentation times.
+    let video = avc_track(1);
+    let mut run = video_run(1, 90_000, 3, 25, 10);
+    run.samples[1].composition_offset = 7200;
+    run.samples[2].composition_offset = -3600;
+    let d = demux(&segment(&[&video], &[run]).unwrap());
+    let times: Vec<(u64, u64)> = d.pes.iter().map(|p| (p.pts, p.dts)).collect();
+    assert_eq!(
+        times,
+        [(90_000, 86_400), (100_800, 90_000), (93_600, 93_600)]
+    );
+    assert!(times.iter().all(|(pts, dts)| pts >= dts));
+}
+
+#[test]
 fn audio_only_carries_the_pcr_on_the_audio_pid() {
     let audio = aac_track(2);
     let chunks = segment(&[&audio], &[audio_run(2, 0, 100)]).unwrap();
