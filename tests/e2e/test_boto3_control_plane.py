@@ -189,11 +189,16 @@ def test_data_plane_clients_reach_the_data_endpoint(server, kvs, name):
     ep = kvs.get_data_endpoint(StreamName=name, APIName="GET_CLIP")["DataEndpoint"]
     archived = server.client("kinesis-video-archived-media", endpoint=ep)
     assert archived.list_fragments(StreamName=name)["Fragments"] == []
-    # Not implemented yet: a clear, modelled-shape error, never a 404 page.
+    # A clip of an empty range: the modelled error, never a 404 page.
     with pytest.raises(botocore.exceptions.ClientError) as e:
         archived.get_clip(StreamName=name, ClipFragmentSelector={
             "FragmentSelectorType": "SERVER_TIMESTAMP",
             "TimestampRange": {"StartTimestamp": 1, "EndTimestamp": 2}})
+    assert error_of(e) == ("ResourceNotFoundException", 404)
+    # Not implemented yet: a clear, modelled-shape error.
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        archived.get_images(StreamName=name, ImageSelectorType="SERVER_TIMESTAMP", StartTimestamp=1,
+                            EndTimestamp=2, Format="JPEG")
     assert error_of(e) == ("NotImplementedException", 501)
     assert "not implemented" in e.value.response["Error"]["Message"]
 
