@@ -439,3 +439,60 @@ def test_live_replay_adds_fragments_at_real_time_pace(srv, uploaded):
         counts.append(text.count("#EXTINF"))
         time.sleep(1.2)
     assert counts[0] < counts[-1], counts
+
+
+def test_clip_plays_in_a_plain_video_element(srv, uploaded, tmp_path):
+    stream, rng, _, _ = uploaded["h264_aac"]
+    clip(srv, stream, rng, tmp_path / "clip.mp4")
+    with players.StaticServer(tmp_path) as files:
+        r = players.play_in_browser(files.url("clip.mp4"), "file", expect_end=True, seconds=5)
+    r.assert_played(expect_end=True, size=(640, 360), min_advance=5)
+
+
+def test_audio_only_streams_play(srv, tmp_path):
+    path = tmp_path / "aac.mkv"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "6",
+                    "-c:a", "aac", "-ac", "2", *FFMPEG_MKV, str(path)], check=True, timeout=60)
+    frames = audio_frames(str(path))
+    stream = new_stream(srv)
+    before = time.time()
+    put(srv, stream, path.read_bytes(), start=time.time() - 30)
+    rng = (before - 1, time.time() + 1)
+    url = hls_url(srv, stream, **on_demand(rng))
+    master, media_urls = media_playlists(url)
+    players.check_hls_playlist(master, master=True)
+    assert 'CODECS="mp4a.40.2"' in master and "RESOLUTION" not in master and "EXT-X-MEDIA" not in master
+    for u in (url, hls_url(srv, stream, ContainerFormat="MPEG_TS", **on_demand(rng)),
+              dash_url(srv, stream, **dash_on_demand(rng)), clip(srv, stream, rng, tmp_path / "a.mp4")):
+        assert audio_frames(u) == frames, u
+        rc, err = players.ffmpeg_plays(u, args=())
+        assert rc == 0 and not err.strip(), (u, err)
+
+
+def test_display_options_and_producer_timestamps(srv, uploaded):
+    stream, rng, frames, _ = uploaded["h264"]
+    fragments = archived(srv, stream, "LIST_FRAGMENTS").list_fragments(
+        StreamName=stream, FragmentSelector={"FragmentSelectorType": "SERVER_TIMESTAMP",
+                                             "TimestampRange": {"StartTimestamp": rng[0], "EndTimestamp": rng[1]}})
+    fragments = sorted(fragments["Fragments"], key=lambda f: f["ProducerTimestamp"])
+    first, last = fragments[0]["ProducerTimestamp"], fragments[-1]["ProducerTimestamp"]
+    # PRODUCER_TIMESTAMP (DiscontinuityMode defaults to NEVER), with program date-times.
+    url = hls_url(srv, stream, PlaybackMode="ON_DEMAND", DisplayFragmentTimestamp="ALWAYS",
+                  HLSFragmentSelector={"FragmentSelectorType": "PRODUCER_TIMESTAMP",
+                                       "TimestampRange": {"StartTimestamp": first, "EndTimestamp": last}})
+    _, media_urls = media_playlists(url)
+    text = get(media_urls[0])[2].decode()
+    parsed = players.check_hls_playlist(text, master=False)
+    assert "#EXT-X-DISCONTINUITY\n" not in text
+    dates = [line.split(":", 1)[1] for line in text.splitlines() if line.startswith("#EXT-X-PROGRAM-DATE-TIME:")]
+    assert len(dates) == len(fragments), parsed
+    assert dates[0] == time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(first.timestamp())) + \
+        f".{int(round(first.timestamp() * 1000)) % 1000:03d}Z"
+    assert players.ffprobe_frames(url) == frames
+    # DASH: kvs:fn and kvs:ts on every segment.
+    mpd = get(dash_url(srv, stream, DisplayFragmentNumber="ALWAYS", DisplayFragmentTimestamp="ALWAYS",
+                       **dash_on_demand(rng)))[2].decode()
+    players.check_mpd(mpd)
+    for f in fragments:
+        assert f'kvs:fn="{f["FragmentNumber"]}"' in mpd
+    assert mpd.count("kvs:ts=") == len(fragments)

@@ -212,7 +212,8 @@ def _page_base():
 
 def play_in_browser(url, kind, *, live=False, seconds=5.0, expect_end=False, start_timeout=15.0,
                     end_slack=10.0, screenshot_dir=None, ignore_https_errors=False):
-    """Plays `url` with hls.js (kind="hls") or dash.js (kind="dash") in headless Chromium.
+    """Plays `url` with hls.js (kind="hls"), dash.js (kind="dash") or a plain <video src> (kind="file")
+    in headless Chromium.
 
     Waits up to `start_timeout` s for playback to start, then watches it for `seconds` of wall time;
     with `expect_end`, keeps watching until 'ended' (at most the video's duration + `end_slack`).
@@ -222,7 +223,7 @@ def play_in_browser(url, kind, *, live=False, seconds=5.0, expect_end=False, sta
     `ignore_https_errors=True` lets Chromium fetch from a server whose certificate it cannot verify
     (Kinescope's generated CA is not in Chromium's trust store); CORS is still enforced."""
     from playwright.sync_api import sync_playwright
-    assert kind in ("hls", "dash"), kind
+    assert kind in ("hls", "dash", "file"), kind
     _require(CHROMIUM, "Debian's chromium")
     _require(NODE_MODULES / "hls.js" / "dist" / "hls.min.js", "npm hls.js")
     _require(NODE_MODULES / "dashjs" / "dist" / "modern" / "umd" / "dash.all.min.js", "npm dashjs")
