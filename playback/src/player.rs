@@ -698,3 +698,88 @@ fn no_track(track: u64) -> PlaybackError {
 pub(crate) fn no_fragments() -> PlaybackError {
     PlaybackError::NotFound("No fragments found in the stream for the streaming request.".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(n: u64, producer_ms: i64, duration_ms: u64, header_id: i64) -> FragmentRow {
+        FragmentRow {
+            stream: StreamId(1),
+            number: FragmentNumber::parse(&format!("{n:020}")).unwrap(),
+            producer_timestamp: Timestamp::from_millis(producer_ms),
+            server_timestamp: Timestamp::from_millis(producer_ms + 500),
+            duration_ms,
+            size: 1000,
+            object_key: String::new(),
+            offset: 0,
+            length: 1000,
+            header_id,
+            metadata: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn durations_run_to_the_next_start_and_sum_to_the_span() {
+        // Stored durations overlap the next fragment (audio tail, B-frames); a gap stays a gap.
+        let rows = [
+            row(1, 0, 1054, 1),
+            row(2, 998, 1136, 1),
+            row(3, 1996, 1000, 1),
+            row(4, 5000, 1000, 1),
+        ];
+        assert_eq!(segment_durations(&rows), [998, 998, 1000, 1000]);
+        assert_eq!(segment_durations(&rows[..3]).iter().sum::<u64>(), 2996);
+        assert_eq!(segment_durations(&[]), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn discontinuities_are_gaps_steps_back_and_new_headers() {
+        let a = row(1, 0, 1000, 1);
+        assert!(!is_discontinuity(&a, &row(2, 1000, 1000, 1)));
+        assert!(!is_discontinuity(&a, &row(2, 1050, 1000, 1)));
+        assert!(
+            !is_discontinuity(&a, &row(2, 900, 1000, 1)),
+            "overlap is no gap"
+        );
+        assert!(is_discontinuity(&a, &row(2, 1051, 1000, 1)));
+        assert!(is_discontinuity(&a, &row(2, -1, 1000, 1)));
+        assert!(is_discontinuity(&a, &row(2, 1000, 1000, 2)));
+    }
+
+    #[test]
+    fn producer_sessions_keep_the_newest_of_equal_start_times() {
+        use kinescope_api::StreamArn;
+        let name = kinescope_api::StreamName::parse("s").unwrap();
+        let mut session = Session {
+            protocol: Protocol::Hls,
+            stream: StreamId(1),
+            stream_arn: StreamArn::new("us-west-2", "123456789012", &name, 1),
+            mode: PlaybackMode::OnDemand,
+            kind: TimestampKind::Producer,
+            start: None,
+            end: None,
+            container: ContainerFormat::FragmentedMp4,
+            discontinuity: DiscontinuityMode::Never,
+            display_timestamp: false,
+            display_number: false,
+            max_results: 10,
+            created: Timestamp::from_millis(0),
+            expires: Timestamp::from_millis(1),
+            anchor: None,
+        };
+        let rows = vec![
+            row(1, 0, 1000, 1),
+            row(2, 0, 1000, 1),
+            row(3, 1000, 1000, 1),
+        ];
+        let numbers = |rows: Vec<FragmentRow>| -> Vec<String> {
+            rows.iter()
+                .map(|r| r.number.as_str().trim_start_matches('0').to_owned())
+                .collect()
+        };
+        assert_eq!(numbers(dedupe(&session, rows.clone())), ["2", "3"]);
+        session.kind = TimestampKind::Server;
+        assert_eq!(numbers(dedupe(&session, rows)), ["1", "2", "3"]);
+    }
+}
