@@ -28,17 +28,10 @@ pub(crate) async fn manifest(
     session: &Session,
     token: &str,
 ) -> Result<Reply, PlaybackError> {
-    let window = player.window(session).await?;
-    let newest = window.rows.last().expect("a window is never empty");
-    let tracks = player.tracks(newest.stream, newest.header_id).await?;
+    let (window, tracks) = player.window_and_tracks(session).await?;
+    let newest = window.newest();
     let first = &window.rows[0];
-    let bandwidth = window
-        .rows
-        .iter()
-        .map(|r| r.size * 8 * 1000 / r.duration_ms.max(1))
-        .max()
-        .unwrap_or(1)
-        .max(1);
+    let bandwidth = window.peak_bandwidth();
     let frame_rate = match tracks.video() {
         Some(v) => frame_rate(player, v, newest).await,
         None => None,

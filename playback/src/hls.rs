@@ -29,17 +29,10 @@ pub(crate) async fn master_playlist(
     session: &Session,
     token: &str,
 ) -> Result<Reply, PlaybackError> {
-    let window = player.window(session).await?;
-    let newest = window.rows.last().expect("a window is never empty");
-    let tracks = player.tracks(newest.stream, newest.header_id).await?;
+    let (window, tracks) = player.window_and_tracks(session).await?;
+    let newest = window.newest();
     let main = tracks.configs.first().expect("tracks are never empty");
-    let bandwidth = window
-        .rows
-        .iter()
-        .map(|r| r.size * 8 * 1000 / r.duration_ms.max(1))
-        .max()
-        .unwrap_or(0)
-        .max(1);
+    let bandwidth = window.peak_bandwidth();
     let codecs: Vec<&str> = tracks
         .configs
         .iter()
@@ -93,12 +86,12 @@ pub(crate) async fn media_playlist(
     {
         let next = window.first_sequence + window.rows.len() as u64;
         if msn >= next {
-            let last = window.rows.last().expect("never empty").number.clone();
+            let last = window.newest().number.clone();
             player.wait_for_fragment_after(session, &last).await;
             window = player.window(session).await?;
         }
     }
-    let newest = window.rows.last().expect("a window is never empty");
+    let newest = window.newest();
     let tracks = player.tracks(newest.stream, newest.header_id).await?;
     if tracks.track(track).is_none() {
         return Err(PlaybackError::NotFound(format!(

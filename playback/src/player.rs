@@ -172,6 +172,24 @@ pub struct Window {
     pub ended: bool,
 }
 
+impl Window {
+    /// The newest fragment (a window is never empty).
+    pub fn newest(&self) -> &FragmentRow {
+        self.rows.last().expect("a window is never empty")
+    }
+
+    /// The peak bit rate of the window's fragments, all tracks (HLS `BANDWIDTH`, DASH
+    /// `@bandwidth`).
+    pub fn peak_bandwidth(&self) -> u64 {
+        self.rows
+            .iter()
+            .map(|r| r.size * 8 * 1000 / r.duration_ms.max(1))
+            .max()
+            .unwrap_or(0)
+            .max(1)
+    }
+}
+
 impl Player {
     pub fn new(archive: Arc<Archive>, clock: Arc<dyn Clock>, key: SessionKey) -> Self {
         Self {
@@ -383,6 +401,17 @@ impl Player {
             discontinuity_sequence,
             ended,
         })
+    }
+
+    /// The window and the playable tracks of its newest fragment.
+    pub async fn window_and_tracks(
+        &self,
+        session: &Session,
+    ) -> Result<(Window, Arc<Tracks>), PlaybackError> {
+        let window = self.window(session).await?;
+        let newest = window.newest();
+        let tracks = self.tracks(newest.stream, newest.header_id).await?;
+        Ok((window, tracks))
     }
 
     /// LIVE: the newest fragments (at most `max_results`, none older than `anchor`), or

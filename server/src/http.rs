@@ -174,8 +174,14 @@ async fn metrics(State(app): State<Arc<AppState>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
-/// The operation of a KVS path: `/createStream` is `CreateStream` (spec §1.1).
+/// The operation of a KVS path: `/createStream` is `CreateStream` (spec §1.1); the playback
+/// resources are `HlsPlayback` and `DashPlayback`.
 fn operation_name(path: &str) -> String {
+    match path {
+        "/hls/v1/{name}" => return "HlsPlayback".to_owned(),
+        "/dash/v1/{name}" => return "DashPlayback".to_owned(),
+        _ => {}
+    }
     let name = path.trim_start_matches('/');
     let mut chars = name.chars();
     chars.next().map_or_else(String::new, |c| {
