@@ -136,6 +136,9 @@ pub struct ServeArgs {
     /// Bytes of fragments being received that uploads may keep in memory for live readers.
     #[arg(long, env = "KINESCOPE_LIVE_BUDGET")]
     pub live_budget: Option<usize>,
+    /// Bytes of recently read fragments HLS, DASH and clips keep in memory for other viewers.
+    #[arg(long, env = "KINESCOPE_PLAYBACK_CACHE")]
+    pub playback_cache: Option<u64>,
     /// Offer HTTP/2 by ALPN over TLS (off: libcurl-based producers would take it and break).
     #[arg(long, env = "KINESCOPE_ALPN_H2", value_parser = BoolishValueParser::new(),
           num_args = 0..=1, default_missing_value = "true")]
@@ -169,6 +172,7 @@ pub struct FileConfig {
     pub keepalive_timeout: Option<u64>,
     pub body_budget: Option<usize>,
     pub live_budget: Option<usize>,
+    pub playback_cache: Option<u64>,
     pub alpn_h2: Option<bool>,
     pub max_producer_clock_ahead: Option<u64>,
     #[serde(default)]
@@ -221,6 +225,7 @@ pub struct Config {
     pub keepalive_timeout_secs: u64,
     pub body_budget: usize,
     pub live_budget: usize,
+    pub playback_cache: u64,
     pub alpn_h2: bool,
     pub max_producer_clock_ahead_secs: u64,
 }
@@ -371,6 +376,10 @@ impl Config {
                 .unwrap_or(60),
             body_budget: args.body_budget.or(file.body_budget).unwrap_or(32 << 20),
             live_budget: args.live_budget.or(file.live_budget).unwrap_or(256 << 20),
+            playback_cache: args
+                .playback_cache
+                .or(file.playback_cache)
+                .unwrap_or(64 << 20),
             alpn_h2: args.alpn_h2.or(file.alpn_h2).unwrap_or(false),
             max_producer_clock_ahead_secs: args
                 .max_producer_clock_ahead

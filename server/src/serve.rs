@@ -121,7 +121,12 @@ pub async fn run(mut config: Config) -> Result<(), BoxError> {
     let session_key = SessionKey::new(&load_or_generate_session_secret(
         &config.session_secret_file(),
     )?);
-    let player = Arc::new(Player::new(archive.clone(), clock.clone(), session_key));
+    let player = Arc::new(Player::new(
+        archive.clone(),
+        clock.clone(),
+        session_key,
+        config.playback_cache,
+    ));
     let state = Arc::new(AppState {
         catalog,
         archive,
