@@ -495,6 +495,23 @@ async fn fragments_are_recorded_in_number_order(c: &dyn Catalog) {
         c.last_fragment_number().await.unwrap().unwrap().as_str(),
         format!("{:020}", 3)
     );
+    // Rows committed together fail alone: a duplicate among concurrent rows is the only one
+    // refused.
+    let batch = [10, 11, 3, 12].map(|k| row(k, s.id));
+    let outcomes = futures::future::join_all(batch.iter().map(|f| c.add_fragment(f))).await;
+    assert!(
+        matches!(
+            &outcomes[..],
+            [Ok(()), Ok(()), Err(CatalogError::Database(_)), Ok(())]
+        ),
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        c.fragments_after(s.id, Some(&n(3)), 10, false)
+            .await
+            .unwrap(),
+        vec![row(10, s.id), row(11, s.id), row(12, s.id)]
+    );
     // A deleted stream takes its fragments with it, and takes no new ones.
     c.delete_stream(&s.info.stream_arn, None).await.unwrap();
     assert!(
@@ -503,7 +520,7 @@ async fn fragments_are_recorded_in_number_order(c: &dyn Catalog) {
             .unwrap()
             .is_empty()
     );
-    let late = c.add_fragment(&row(4, s.id)).await;
+    let late = c.add_fragment(&row(13, s.id)).await;
     assert!(
         matches!(late, Err(CatalogError::StreamNotFound(_))),
         "{late:?}"
