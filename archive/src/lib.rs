@@ -1,11 +1,13 @@
 //! Kinescope's record of streams and fragments: the [`Catalog`] (stream metadata, tags and the
-//! fragment index; SQLite now, PostgreSQL behind the same trait later), the [`BlobStore`] that
+//! fragment index; SQLite or PostgreSQL behind the same trait), the [`BlobStore`] that
 //! holds fragment bytes, fragment numbering, [`Archive::append`] which makes a fragment durable,
 //! and the injected [`Clock`]. The live bus joins with GetMedia (DESIGN.md, "Data flow").
 
 mod catalog;
 mod clock;
 mod numbers;
+mod postgres;
+mod rows;
 mod service;
 mod sqlite;
 mod store;
@@ -16,6 +18,7 @@ pub use catalog::{
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use numbers::FragmentNumbers;
+pub use postgres::{PgCatalog, PgPoolSettings};
 pub use service::{
     Archive, ArchiveError, LIVE_BUS_CAPACITY, LiveFragment, NewFragment, PendingFragment,
     WRITE_QUEUE,

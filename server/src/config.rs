@@ -69,6 +69,10 @@ pub struct ServeArgs {
     /// Where the catalog, media, TLS material and generated credentials live.
     #[arg(long, env = "KINESCOPE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// The catalog: sqlite://PATH (default DATA_DIR/catalog.db) or postgres://… (query keys
+    /// max_connections, acquire_timeout and statement_timeout set the pool).
+    #[arg(long, env = "KINESCOPE_CATALOG")]
+    pub catalog: Option<String>,
     /// Address and port to listen on (port 0 picks a free port).
     #[arg(long, env = "KINESCOPE_LISTEN")]
     pub listen: Option<SocketAddr>,
@@ -153,6 +157,7 @@ pub struct ServeArgs {
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
+    pub catalog: Option<String>,
     pub listen: Option<SocketAddr>,
     pub public_url: Option<String>,
     pub tls_cert: Option<PathBuf>,
@@ -203,10 +208,57 @@ pub enum TlsMode {
     Off,
 }
 
+/// Which database holds the catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatalogUrl {
+    Sqlite(PathBuf),
+    /// A `postgres://` URL as given (pool settings in its query).
+    Postgres(String),
+}
+
+impl CatalogUrl {
+    fn parse(url: &str) -> Result<Self, ConfigError> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(ConfigError::Invalid(
+                    "--catalog sqlite:// needs a path".into(),
+                ));
+            }
+            return Ok(Self::Sqlite(path.into()));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            kinescope_archive::PgPoolSettings::from_url(url).map_err(ConfigError::Invalid)?;
+            return Ok(Self::Postgres(url.to_owned()));
+        }
+        Err(ConfigError::Invalid(format!(
+            "--catalog must be sqlite://PATH or postgres://…, not '{}'",
+            redact_password(url)
+        )))
+    }
+}
+
+/// `url` with the password of its user info, if any, replaced by `***` (for logs and the banner).
+pub fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((user_info, host)) if user_info.contains(':') => {
+            let user = user_info.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}{tail}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// The resolved configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub data_dir: PathBuf,
+    /// `None`: `DATA_DIR/catalog.db` (see [`Config::catalog`]).
+    pub catalog: Option<CatalogUrl>,
     pub listen: SocketAddr,
     /// `--public-url` without its trailing slash, if given.
     pub public_url: Option<String>,
@@ -338,6 +390,12 @@ impl Config {
             ));
         }
 
+        let catalog = args
+            .catalog
+            .or(file.catalog)
+            .map(|url| CatalogUrl::parse(&url))
+            .transpose()?;
+
         let public_url = args
             .public_url
             .or(file.public_url)
@@ -349,6 +407,7 @@ impl Config {
                 .data_dir
                 .or(file.data_dir)
                 .unwrap_or_else(|| "kinescope-data".into()),
+            catalog,
             listen,
             public_url,
             tls,
@@ -419,8 +478,11 @@ impl Config {
         self.data_dir.join("session-secret")
     }
 
-    pub fn catalog_path(&self) -> PathBuf {
-        self.data_dir.join("catalog.db")
+    /// The catalog's database, with the default resolved against the data directory.
+    pub fn catalog(&self) -> CatalogUrl {
+        self.catalog
+            .clone()
+            .unwrap_or_else(|| CatalogUrl::Sqlite(self.data_dir.join("catalog.db")))
     }
 }
 
@@ -570,6 +632,37 @@ mod tests {
         assert_eq!(url_host("http://h"), "h");
         assert!(Config::resolve(parse(&["--public-url", "ftp://x"])).is_err());
         assert!(Config::resolve(parse(&["--public-url", "https://x/path"])).is_err());
+    }
+
+    #[test]
+    fn catalog_urls() {
+        let c = Config::resolve(parse(&["--data-dir", "d"])).unwrap();
+        assert_eq!(c.catalog(), CatalogUrl::Sqlite("d/catalog.db".into()));
+        let c = Config::resolve(parse(&["--catalog", "sqlite:///var/k.db"])).unwrap();
+        assert_eq!(c.catalog(), CatalogUrl::Sqlite("/var/k.db".into()));
+        let pg = "postgres://k:pw@db:5432/kinescope?max_connections=4";
+        let c = Config::resolve(parse(&["--catalog", pg])).unwrap();
+        assert_eq!(c.catalog(), CatalogUrl::Postgres(pg.into()));
+        assert_eq!(
+            redact_password(pg),
+            "postgres://k:***@db:5432/kinescope?max_connections=4"
+        );
+        assert_eq!(redact_password("postgres://k@db/x"), "postgres://k@db/x");
+        for bad in [
+            "mysql://x",
+            "sqlite://",
+            "postgres://h/d?max_connections=none",
+        ] {
+            assert!(
+                Config::resolve(parse(&["--catalog", bad])).is_err(),
+                "{bad}"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("k.toml");
+        std::fs::write(&file, "catalog = \"postgres://h/d\"\n").unwrap();
+        let c = Config::resolve(parse(&["--config", file.to_str().unwrap()])).unwrap();
+        assert_eq!(c.catalog(), CatalogUrl::Postgres("postgres://h/d".into()));
     }
 
     #[test]

@@ -8,12 +8,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use kinescope_archive::{Archive, Catalog, Clock, LocalStore, SqliteCatalog, SystemClock};
+use kinescope_archive::{
+    Archive, Catalog, Clock, LocalStore, PgCatalog, SqliteCatalog, SystemClock,
+};
 use kinescope_playback::{Player, SessionKey};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 
 use crate::auth::{Auth, KeyStore};
-use crate::config::{Config, KeyPair, TlsMode, url_host};
+use crate::config::{CatalogUrl, Config, KeyPair, TlsMode, redact_password, url_host};
 use crate::limits::Limits;
 use crate::listener::{self, ListenerConfig};
 use crate::secrets::{load_or_generate_credentials, load_or_generate_session_secret};
@@ -50,7 +52,17 @@ pub async fn run(mut config: Config) -> Result<(), BoxError> {
     // Absolute, so that the printed paths work from any directory.
     config.data_dir = std::fs::canonicalize(&config.data_dir)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let catalog: Arc<dyn Catalog> = Arc::new(SqliteCatalog::open(&config.catalog_path()).await?);
+    let catalog: Arc<dyn Catalog> =
+        match config.catalog() {
+            CatalogUrl::Postgres(url) => Arc::new(PgCatalog::open(&url).await.map_err(|e| {
+                format!("cannot open the catalog at {}: {e}", redact_password(&url))
+            })?),
+            CatalogUrl::Sqlite(path) => Arc::new(
+                SqliteCatalog::open(&path)
+                    .await
+                    .map_err(|e| format!("cannot open the catalog at {}: {e}", path.display()))?,
+            ),
+        };
     let store = Arc::new(LocalStore::open(config.data_dir.join("media"))?);
     let archive = Arc::new(Archive::open(catalog.clone(), store).await?);
 
@@ -214,6 +226,11 @@ fn print_banner(config: &Config, endpoint: &str, ca: Option<&std::path::Path>, s
         "Data dir:",
         &config.data_dir.display().to_string(),
     );
+    let catalog = match config.catalog() {
+        CatalogUrl::Postgres(url) => redact_password(&url),
+        CatalogUrl::Sqlite(path) => format!("sqlite://{}", path.display()),
+    };
+    line(&mut out, "Catalog:", &catalog);
     let (ak, sk) = match shown {
         Shown::Generated { pair, path, new } => {
             line(&mut out, "Access key:", &pair.access_key);
