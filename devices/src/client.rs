@@ -421,25 +421,213 @@ impl<R: AsyncRead + Unpin> ChunkedBody<R> {
 
     /// The next chunk's data, or `None` after the last chunk.
     async fn next(&mut self) -> Result<Option<Bytes>, DeviceError> {
-        let size_line = read_until(&mut self.reader, &mut self.buf, b"\r\n").await?;
-        let size = usize::from_str_radix(String::from_utf8_lossy(&size_line).trim(), 16)
-            .map_err(|_| DeviceError::Protocol("bad chunk size".into()))?;
-        if size == 0 {
-            return Ok(None);
+        next_chunk(&mut self.reader, &mut self.buf).await
+    }
+}
+
+/// The next chunk of a chunked body whose unread bytes start in `buf`, or `None` after the last
+/// chunk (the trailer is not read: no Kinescope response has one).
+async fn next_chunk<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut BytesMut,
+) -> Result<Option<Bytes>, DeviceError> {
+    let size_line = read_until(reader, buf, b"\r\n").await?;
+    let size = usize::from_str_radix(String::from_utf8_lossy(&size_line).trim(), 16)
+        .map_err(|_| DeviceError::Protocol("bad chunk size".into()))?;
+    if size == 0 {
+        read_until(reader, buf, b"\r\n").await?;
+        return Ok(None);
+    }
+    let data = read_exact(reader, buf, size + 2).await?.slice(..size);
+    Ok(Some(data))
+}
+
+/// The next `n` bytes, from `buf` first, then from `reader`.
+async fn read_exact<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut BytesMut,
+    n: usize,
+) -> Result<Bytes, DeviceError> {
+    buf.reserve(n.saturating_sub(buf.len()));
+    while buf.len() < n {
+        // At most READ_MAX per read: a process following many streams reads each a little at
+        // a time instead of draining one socket while the others wait.
+        let mut limited = (&mut *buf).limit(READ_MAX);
+        if reader.read_buf(&mut limited).await? == 0 {
+            return Err(DeviceError::Protocol("response cut off".into()));
         }
-        self.buf.reserve((size + 2).saturating_sub(self.buf.len()));
-        while self.buf.len() < size + 2 {
-            // At most READ_MAX per read: a process following many streams reads each a little
-            // at a time instead of draining one socket while the others wait.
-            let mut limited = (&mut self.buf).limit(READ_MAX);
-            if self.reader.read_buf(&mut limited).await? == 0 {
-                return Err(DeviceError::Protocol("response cut off".into()));
+    }
+    Ok(buf.split_to(n).freeze())
+}
+
+/// A kept-alive HTTP/1.1 connection for unsigned `GET`s, as a browser's player makes them (HLS
+/// and DASH resources carry their session token in the URL: players cannot sign). Requests go
+/// one after another; a connection the server closed while idle is opened again.
+pub struct GetConnection {
+    endpoint: Endpoint,
+    io: Option<Box<dyn Io>>,
+    buf: BytesMut,
+}
+
+/// A response to a `GET`: its status and whole body.
+#[derive(Debug, Clone)]
+pub struct GetResponse {
+    pub status: u16,
+    pub body: Bytes,
+}
+
+impl std::fmt::Debug for GetConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GetConnection")
+            .field("endpoint", &self.endpoint)
+            .field("open", &self.io.is_some())
+            .finish()
+    }
+}
+
+impl GetConnection {
+    /// Connects on the first request.
+    pub fn new(endpoint: &Endpoint) -> Self {
+        Self {
+            endpoint: endpoint.clone(),
+            io: None,
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// `GET target` (a path and query). A kept-alive connection that turns out closed before
+    /// any of the response arrived is replaced once.
+    pub async fn get(&mut self, target: &str) -> Result<GetResponse, DeviceError> {
+        let reused = self.io.is_some();
+        match self.try_get(target).await {
+            Err(Retry::Closed) if reused => {}
+            Err(Retry::Closed) => {
+                return Err(DeviceError::Protocol("connection closed".into()));
+            }
+            Err(Retry::Failed(e)) => return Err(e),
+            Ok(r) => return Ok(r),
+        }
+        match self.try_get(target).await {
+            Err(Retry::Closed) => Err(DeviceError::Protocol("connection closed".into())),
+            Err(Retry::Failed(e)) => Err(e),
+            Ok(r) => Ok(r),
+        }
+    }
+
+    async fn try_get(&mut self, target: &str) -> Result<GetResponse, Retry> {
+        if self.io.is_none() {
+            self.io = Some(self.endpoint.connect().await?);
+            self.buf.clear();
+        }
+        let io = self.io.as_mut().expect("connected above");
+        let request = format!(
+            "GET {target} HTTP/1.1\r\nhost: {}\r\nuser-agent: kinescope-devices/0.1\r\n\r\n",
+            self.endpoint.host_header()
+        );
+        let result = async {
+            if io.write_all(request.as_bytes()).await.is_err() {
+                return Err(Retry::Closed);
+            }
+            io.flush().await.map_err(|_| Retry::Closed)?;
+            if self.buf.is_empty() && io.read_buf(&mut self.buf).await? == 0 {
+                return Err(Retry::Closed);
+            }
+            let head = read_until(io, &mut self.buf, b"\r\n\r\n").await?;
+            let head = String::from_utf8_lossy(&head).into_owned();
+            let status = status_of(&head)?;
+            let framing = framing_of(&head)?;
+            let body = match framing.length {
+                _ if status == 304 || status == 204 => Bytes::new(),
+                Some(n) => read_exact(io, &mut self.buf, n).await?,
+                None if framing.chunked => {
+                    let mut body = BytesMut::new();
+                    while let Some(chunk) = next_chunk(io, &mut self.buf).await? {
+                        body.extend_from_slice(&chunk);
+                    }
+                    body.freeze()
+                }
+                None => {
+                    let mut rest = std::mem::take(&mut self.buf).to_vec();
+                    io.read_to_end(&mut rest).await?;
+                    return Ok((
+                        GetResponse {
+                            status,
+                            body: rest.into(),
+                        },
+                        true,
+                    ));
+                }
+            };
+            Ok((GetResponse { status, body }, framing.close))
+        }
+        .await;
+        match result {
+            Ok((response, close)) => {
+                if close {
+                    self.io = None;
+                }
+                Ok(response)
+            }
+            Err(e) => {
+                self.io = None;
+                Err(e)
             }
         }
-        let data = self.buf.split_to(size).freeze();
-        self.buf.advance(2);
-        Ok(Some(data))
     }
+}
+
+/// Why a `GET` did not get its response.
+enum Retry {
+    /// The connection ended before any of the response arrived.
+    Closed,
+    Failed(DeviceError),
+}
+
+impl From<DeviceError> for Retry {
+    fn from(e: DeviceError) -> Self {
+        Self::Failed(e)
+    }
+}
+
+impl From<std::io::Error> for Retry {
+    fn from(e: std::io::Error) -> Self {
+        Self::Failed(e.into())
+    }
+}
+
+/// How a response's body is delimited.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Framing {
+    length: Option<usize>,
+    chunked: bool,
+    /// `connection: close`: the server closes after this response.
+    close: bool,
+}
+
+/// Reads `content-length`, `transfer-encoding` and `connection` from a response head.
+fn framing_of(head: &str) -> Result<Framing, DeviceError> {
+    let mut framing = Framing::default();
+    for line in head.split("\r\n").skip(1) {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("content-length") {
+            framing.length = Some(
+                value
+                    .parse()
+                    .map_err(|_| DeviceError::Protocol(format!("bad content-length {value:?}")))?,
+            );
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            framing.chunked = value.to_ascii_lowercase().contains("chunked");
+        } else if name.eq_ignore_ascii_case("connection") {
+            framing.close = value.eq_ignore_ascii_case("close");
+        }
+    }
+    if framing.chunked {
+        framing.length = None;
+    }
+    Ok(framing)
 }
 
 /// Reads up to and including `delimiter`; returns what came before it.
@@ -469,4 +657,85 @@ fn status_of(head: &str) -> Result<u16, DeviceError> {
 
 fn header(v: &str) -> Result<HeaderValue, DeviceError> {
     HeaderValue::from_str(v).map_err(|_| DeviceError::Protocol(format!("bad header value {v:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    #[test]
+    fn framing_reads_length_chunked_and_close() {
+        let f =
+            framing_of("HTTP/1.1 200 OK\r\nContent-Length: 12\r\nConnection: keep-alive").unwrap();
+        assert_eq!(
+            f,
+            Framing {
+                length: Some(12),
+                chunked: false,
+                close: false
+            }
+        );
+        let f = framing_of("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: close")
+            .unwrap();
+        assert!(f.chunked && f.close && f.length.is_none());
+        assert!(framing_of("HTTP/1.1 200 OK\r\ncontent-length: x").is_err());
+    }
+
+    /// A server that answers each request on a connection with `responses` in turn, then closes
+    /// it; it serves `connections` connections.
+    async fn serve(
+        responses: Vec<&'static str>,
+        connections: usize,
+    ) -> (Endpoint, tokio::task::JoinHandle<Vec<String>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let mut requests = Vec::new();
+            for _ in 0..connections {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut buf = BytesMut::new();
+                for r in &responses {
+                    let Ok(head) = read_until(&mut s, &mut buf, b"\r\n\r\n").await else {
+                        break;
+                    };
+                    requests.push(String::from_utf8(head).unwrap());
+                    s.write_all(r.as_bytes()).await.unwrap();
+                }
+            }
+            requests
+        });
+        let signer = Signer {
+            access_key: "AKIDEXAMPLE".into(),
+            secret: "secret".into(),
+            region: "us-west-2".into(),
+        };
+        let endpoint = Endpoint::new(&format!("http://127.0.0.1:{port}"), None, signer).unwrap();
+        (endpoint, task)
+    }
+
+    #[tokio::test]
+    async fn get_keeps_the_connection_and_reopens_it_when_closed() {
+        let (endpoint, server) = serve(
+            vec![
+                "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello",
+                "HTTP/1.1 404 Not Found\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+            ],
+            2,
+        )
+        .await;
+        let mut conn = GetConnection::new(&endpoint);
+        let r = conn.get("/a?x=1").await.unwrap();
+        assert_eq!((r.status, &r.body[..]), (200, &b"hello"[..]));
+        let r = conn.get("/b").await.unwrap();
+        assert_eq!((r.status, &r.body[..]), (404, &b"abcde"[..]));
+        // The server closed the first connection after two answers: the third request goes
+        // out again on a new one.
+        let r = conn.get("/c").await.unwrap();
+        assert_eq!(r.status, 200);
+        drop(conn);
+        let requests = server.await.unwrap();
+        assert!(requests[0].starts_with("GET /a?x=1 HTTP/1.1\r\nhost: 127.0.0.1:"));
+        assert!(requests[2].starts_with("GET /c HTTP/1.1"));
+    }
 }

@@ -59,6 +59,21 @@ pub struct SimulateArgs {
     /// Live GetMedia viewers per stream (StartSelector NOW, opened before the upload starts).
     #[arg(long, default_value_t = 0)]
     pub viewers: usize,
+    /// LIVE HLS viewers in all, spread over the streams; each starts after its stream's first
+    /// PERSISTED ACK and plays as hls.js does (fMP4).
+    #[arg(long, default_value_t = 0)]
+    pub hls_viewers: usize,
+    /// How HLS viewers reload the media playlist: `poll` (a target duration after a change,
+    /// half of one otherwise, as hls.js) or `block` (at once, with `_HLS_msn`).
+    #[arg(long, value_enum, default_value_t = HlsReload::Poll)]
+    pub hls_reload: HlsReload,
+}
+
+/// `--hls-reload`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HlsReload {
+    Poll,
+    Block,
 }
 
 #[derive(Debug, Default, Args)]

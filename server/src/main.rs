@@ -85,6 +85,11 @@ fn simulate(args: config::SimulateArgs) -> ExitCode {
         fps: args.fps,
         duration: std::time::Duration::from_secs(args.duration_secs),
         viewers: args.viewers,
+        hls_viewers: args.hls_viewers,
+        hls_reload: match args.hls_reload {
+            config::HlsReload::Poll => kinescope_devices::hls::Reload::Poll,
+            config::HlsReload::Block => kinescope_devices::hls::Reload::Block,
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -124,14 +129,58 @@ fn simulate(args: config::SimulateArgs) -> ExitCode {
             ms(1.0)
         );
     }
+    if args.hls_viewers > 0 {
+        print_hls(&report, args.hls_viewers);
+    }
     println!("errors: {}", report.errors.len());
     for e in report.errors.iter().take(5) {
         println!("  {e}");
     }
-    if report.errors.is_empty() && report.fragments_missed == 0 && report.fragments_duplicated == 0
+    if report.errors.is_empty()
+        && report.fragments_missed == 0
+        && report.fragments_duplicated == 0
+        && report.hls_fragments_missed == 0
+        && report.hls_fragments_duplicated == 0
     {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// The HLS viewers' part of the simulate report, one `key: value` line each (scripts read them).
+fn print_hls(report: &kinescope_devices::Report, asked: usize) {
+    use kinescope_devices::percentile;
+    let q = |v: &[f64], p| percentile(v, p).map_or("-".into(), |v| format!("{v:.1}"));
+    let line = |name: &str, v: &[f64]| {
+        println!(
+            "{name}: p50 {} ms, p99 {} ms, max {} ms ({} samples)",
+            q(v, 0.5),
+            q(v, 0.99),
+            q(v, 1.0),
+            v.len()
+        );
+    };
+    println!(
+        "HLS viewers: {} of {asked}; segments fetched {} ({:.0} MB, {} init); missed {}, duplicated {}; HTTP errors {}",
+        report.hls_viewers,
+        report.hls_fragments_fetched,
+        report.hls_segment_bytes as f64 / 1e6,
+        report.hls_init_segments,
+        report.hls_fragments_missed,
+        report.hls_fragments_duplicated,
+        report.hls_errors
+    );
+    if report.hls_blocking_reloads > 0 {
+        println!(
+            "HLS blocking reloads: {}, answered without the asked segment: {}",
+            report.hls_blocking_reloads, report.hls_reload_timeouts
+        );
+    }
+    line(
+        "HLS PERSISTED ACK -> listed in a media playlist",
+        &report.hls_listing_ms,
+    );
+    line("HLS media playlist request", &report.hls_playlist_ms);
+    line("HLS media segment request", &report.hls_segment_ms);
 }
