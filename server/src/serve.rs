@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use kinescope_archive::{Archive, Catalog, Clock, LocalStore, SqliteCatalog, SystemClock};
+use kinescope_archive::{Archive, Catalog, Clock, SqliteCatalog, StoreUrl, SystemClock};
 use kinescope_playback::{Player, SessionKey};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 
@@ -51,7 +51,14 @@ pub async fn run(mut config: Config) -> Result<(), BoxError> {
     config.data_dir = std::fs::canonicalize(&config.data_dir)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let catalog: Arc<dyn Catalog> = Arc::new(SqliteCatalog::open(&config.catalog_path()).await?);
-    let store = Arc::new(LocalStore::open(config.data_dir.join("media"))?);
+    let store_url = config
+        .store
+        .clone()
+        .unwrap_or_else(|| StoreUrl::File(config.data_dir.join("media")));
+    let store = store_url
+        .open()
+        .map_err(|e| format!("cannot open the store {store_url}: {e}"))?;
+    tracing::info!(store = %store_url, "fragment store");
     let archive = Arc::new(Archive::open(catalog.clone(), store).await?);
 
     let (auth, shown) = if config.allow_anonymous {
