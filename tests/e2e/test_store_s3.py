@@ -2,11 +2,18 @@
 real S3-compatible server, `s3s-fs` 0.14.1 (installed by scripts/install-test-deps; it checks
 SigV4 signatures), started here on a free port over a temporary directory. A PutMedia upload is
 PERSISTED, and GetMedia, ListFragments + GetMediaForFragmentList and an HLS session read its
-bytes back from the bucket; nothing is written under DATA_DIR/media. Fails (never skips) when
-s3s-fs is missing."""
+bytes back from the bucket; nothing is written under DATA_DIR/media.
+
+Then the ingest, GetMedia, ListFragments and GetMediaForFragmentList suites (test_putmedia.py,
+test_getmedia.py, test_archived.py) run unchanged against servers on `--store s3://media`: their
+tests are collected here a second time, with this module's `server`, `srv` and `strict` fixtures
+in place of theirs. Each of those servers has its own s3s-fs whose root is the server's data
+directory, so bucket `media` is DATA_DIR/media and the tests that look at stored bytes there
+see the S3 objects. Fails (never skips) when s3s-fs is missing."""
 
 import os
 import pathlib
+import re
 import shutil
 import socket
 import subprocess
@@ -15,7 +22,10 @@ import urllib.request
 
 import pytest
 
-from conftest import AK, CRED_ARGS, SK, start
+import test_archived
+import test_getmedia
+import test_putmedia
+from conftest import CRED_ARGS, start
 from test_archived import put
 from test_putmedia import MKV, clusters, new_stream
 
@@ -36,39 +46,75 @@ def s3s_fs_binary():
     return path
 
 
+class S3sFs:
+    """A running s3s-fs over `root` (each directory in it a bucket), killed by `stop`."""
+
+    def __init__(self, root):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.endpoint = f"http://127.0.0.1:{port}"
+        self.proc = subprocess.Popen([s3s_fs_binary(), "--host", "127.0.0.1", "--port", str(port),
+                                      "--access-key", S3_AK, "--secret-key", S3_SK, str(root)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return
+            except OSError:
+                assert self.proc.poll() is None, f"s3s-fs exited: {self.proc.returncode}"
+                assert time.time() < deadline, "s3s-fs did not start"
+                time.sleep(0.05)
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+S3_ENV = {"AWS_ACCESS_KEY_ID": S3_AK, "AWS_SECRET_ACCESS_KEY": S3_SK}
+
+
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
     """A running s3s-fs with one bucket: (endpoint, its root directory)."""
     root = tmp_path_factory.mktemp("s3s-fs")
     (root / BUCKET).mkdir()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([s3s_fs_binary(), "--host", "127.0.0.1", "--port", str(port),
-                             "--access-key", S3_AK, "--secret-key", S3_SK, str(root)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            assert proc.poll() is None, f"s3s-fs exited: {proc.returncode}"
-            assert time.time() < deadline, "s3s-fs did not start"
-            time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", root
-    proc.kill()
-    proc.wait()
+    server = S3sFs(root)
+    yield server.endpoint, root
+    server.stop()
 
 
 @pytest.fixture(scope="module")
-def srv(s3, tmp_path_factory):
+def s3srv(s3, tmp_path_factory):
     endpoint, _ = s3
     url = f"s3://{BUCKET}/{PREFIX}?endpoint={endpoint}&region=us-east-1&allow_http=true&path_style=true"
-    env = {"AWS_ACCESS_KEY_ID": S3_AK, "AWS_SECRET_ACCESS_KEY": S3_SK}
-    s = start(tmp_path_factory.mktemp("s3-server"), *CRED_ARGS, "--no-tls", "--store", url, env=env)
+    s = start(tmp_path_factory.mktemp("s3-server"), *CRED_ARGS, "--no-tls", "--store", url, env=S3_ENV)
+    assert_on_s3(s, f"{BUCKET}/{PREFIX}")
     yield s
     assert s.stop() == 0
+
+
+def assert_on_s3(server, location):
+    """The server said, in its log, that fragments go to the bucket (not DATA_DIR/media)."""
+    log = re.sub(r"\x1b\[[0-9;]*m", "", pathlib.Path(server.log.name).read_text())
+    assert f"fragment store store=s3://{location}" in log, log
+
+
+def s3_backed(tmp_path_factory, name, *args):
+    """A server started as `start(…, *args)` is, on `--store s3://media` served by an s3s-fs
+    rooted at its own data directory (bucket `media` = DATA_DIR/media)."""
+    tmp = tmp_path_factory.mktemp(name)
+    (tmp / "data" / "media").mkdir(parents=True)
+    s3 = S3sFs(tmp / "data")
+    url = f"s3://media?endpoint={s3.endpoint}&region=us-east-1&allow_http=true"
+    try:
+        s = start(tmp, *CRED_ARGS, "--store", url, *args, env=S3_ENV)
+        assert_on_s3(s, "media/")
+        return s, s3
+    except Exception:
+        s3.stop()
+        raise
 
 
 def archived(server, stream, api):
@@ -81,7 +127,8 @@ def http_get(url):
         return r.status, r.read()
 
 
-def test_upload_and_every_read_path_through_s3(srv, s3):
+def test_upload_and_every_read_path_through_s3(s3srv, s3):
+    srv = s3srv
     _, root = s3
     data = (MKV / "producer-c-1.6.4_h264_aac_putmedia.mkv").read_bytes()
     n = len(clusters(data))
@@ -146,7 +193,7 @@ def test_a_wrong_s3_secret_fails_the_fragment_not_the_server(s3, tmp_path):
     from putmedia_client import PutMedia
     endpoint, _ = s3
     url = f"s3://{BUCKET}/wrong?endpoint={endpoint}&region=us-east-1&allow_http=true"
-    env = {"AWS_ACCESS_KEY_ID": S3_AK, "AWS_SECRET_ACCESS_KEY": "not-" + S3_SK}
+    env = dict(S3_ENV, AWS_SECRET_ACCESS_KEY="not-" + S3_SK)
     s = start(tmp_path, *CRED_ARGS, "--no-tls", "--store", url, env=env)
     try:
         stream = new_stream(s)
@@ -159,3 +206,39 @@ def test_a_wrong_s3_secret_fails_the_fragment_not_the_server(s3, tmp_path):
         assert [a for a in acks if a["EventType"] == "ERROR"], acks
     finally:
         s.stop()
+
+
+# ---------------------------------------------------------------- the suites again, on S3
+
+@pytest.fixture(scope="module", params=["http", "https"])
+def server(request, tmp_path_factory):
+    """conftest's `server` (plain HTTP and TLS), on S3."""
+    tls = ["--no-tls"] if request.param == "http" else []
+    s, s3 = s3_backed(tmp_path_factory, f"s3-{request.param}", *tls)
+    yield s
+    assert s.stop() == 0
+    s3.stop()
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    """test_getmedia's `srv`, on S3."""
+    s, s3 = s3_backed(tmp_path_factory, "s3-gm", "--no-tls", "--getmedia-idle-timeout", "2")
+    yield s
+    s.stop()
+    s3.stop()
+
+
+@pytest.fixture(scope="module")
+def strict(tmp_path_factory):
+    """test_putmedia's `strict`, on S3."""
+    s, s3 = s3_backed(tmp_path_factory, "s3-strict", "--no-tls", "--ingest-idle-limit", "3")
+    yield s
+    s.stop()
+    s3.stop()
+
+
+for _module in (test_putmedia, test_getmedia, test_archived):
+    for _name in dir(_module):
+        if _name.startswith("test_"):
+            globals()[f"test_s3_{_module.__name__[5:]}_{_name[5:]}"] = getattr(_module, _name)
