@@ -52,6 +52,7 @@ pub async fn run(c: &dyn Catalog) {
     tags_merge_and_stay_within_limit(c).await;
     delete_and_recreate(c).await;
     concurrent_updates_of_one_version_let_one_win(c).await;
+    concurrent_tagging_stays_within_limit(c).await;
     fragments_are_recorded_in_number_order(c).await;
 }
 
@@ -271,25 +272,56 @@ async fn concurrent_updates_of_one_version_let_one_win(c: &dyn Catalog) {
         .await
         .unwrap();
     let r = StreamRef::Name(name("race"));
-    let (v1, a, b, d) = (version("v1"), version("a"), version("b"), version("d"));
-    let (x, y, z) = tokio::join!(
-        c.update_stream(&r, &v1, &a, None, None),
-        c.change_retention(&r, &v1, &b, 1),
-        c.update_stream(&r, &v1, &d, None, None),
-    );
-    let wins = [x.is_ok(), y.is_ok(), z.is_ok()]
-        .iter()
-        .filter(|w| **w)
-        .count();
-    assert_eq!(wins, 1, "{x:?} {y:?} {z:?}");
-    for loser in [x, y, z].into_iter().filter_map(Result::err) {
+    let v1 = version("v1");
+    // 20 UpdateStream calls and one UpdateDataRetention, all with CurrentVersion v1.
+    let targets: Vec<Version> = (0..21).map(|i| version(&format!("n{i}"))).collect();
+    let calls = targets.iter().enumerate().map(|(i, to)| {
+        let (r, v1) = (&r, &v1);
+        Box::pin(async move {
+            if i == 20 {
+                c.change_retention(r, v1, to, 1).await
+            } else {
+                c.update_stream(r, v1, to, None, None).await
+            }
+        }) as std::pin::Pin<Box<dyn Future<Output = Result<(), CatalogError>> + Send + '_>>
+    });
+    let results = futures::future::join_all(calls).await;
+    let wins = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(wins, 1, "{results:?}");
+    for loser in results.iter().filter_map(|r| r.as_ref().err()) {
         assert!(
             matches!(loser, CatalogError::VersionMismatch { .. }),
             "{loser:?}"
         );
     }
     let now = c.stream(&r).await.unwrap().info.version;
-    assert!([a, b, d].contains(&now));
+    let winner = results.iter().position(Result::is_ok).unwrap();
+    assert_eq!(now, targets[winner]);
+}
+
+async fn concurrent_tagging_stays_within_limit(c: &dyn Catalog) {
+    c.create_stream(&info("tagrace", 1), StorageTier::Hot, &Tags::new())
+        .await
+        .unwrap();
+    let r = StreamRef::Name(name("tagrace"));
+    // Ten calls of 10 new keys each: only five fit under the limit of 50.
+    let sets: Vec<Tags> = (0..10)
+        .map(|i| {
+            let keys: Vec<String> = (0..10).map(|j| format!("k{i}-{j}")).collect();
+            let pairs: Vec<(&str, &str)> = keys.iter().map(|k| (k.as_str(), "x")).collect();
+            tags(&pairs)
+        })
+        .collect();
+    let results = futures::future::join_all(sets.iter().map(|t| c.tag_stream(&r, t))).await;
+    let wins = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(wins, 5, "{results:?}");
+    for loser in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert!(
+            matches!(loser, CatalogError::TooManyTags { .. }),
+            "{loser:?}"
+        );
+    }
+    assert_eq!(c.stream_tags(&r).await.unwrap().len(), 50);
 }
 
 async fn fragments_are_recorded_in_number_order(c: &dyn Catalog) {
@@ -463,6 +495,23 @@ async fn fragments_are_recorded_in_number_order(c: &dyn Catalog) {
         c.last_fragment_number().await.unwrap().unwrap().as_str(),
         format!("{:020}", 3)
     );
+    // Rows committed together fail alone: a duplicate among concurrent rows is the only one
+    // refused.
+    let batch = [10, 11, 3, 12].map(|k| row(k, s.id));
+    let outcomes = futures::future::join_all(batch.iter().map(|f| c.add_fragment(f))).await;
+    assert!(
+        matches!(
+            &outcomes[..],
+            [Ok(()), Ok(()), Err(CatalogError::Database(_)), Ok(())]
+        ),
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        c.fragments_after(s.id, Some(&n(3)), 10, false)
+            .await
+            .unwrap(),
+        vec![row(10, s.id), row(11, s.id), row(12, s.id)]
+    );
     // A deleted stream takes its fragments with it, and takes no new ones.
     c.delete_stream(&s.info.stream_arn, None).await.unwrap();
     assert!(
@@ -471,7 +520,7 @@ async fn fragments_are_recorded_in_number_order(c: &dyn Catalog) {
             .unwrap()
             .is_empty()
     );
-    let late = c.add_fragment(&row(4, s.id)).await;
+    let late = c.add_fragment(&row(13, s.id)).await;
     assert!(
         matches!(late, Err(CatalogError::StreamNotFound(_))),
         "{late:?}"

@@ -1,5 +1,5 @@
 //! Kinescope's record of streams and fragments: the [`Catalog`] (stream metadata, tags and the
-//! fragment index; SQLite now, PostgreSQL behind the same trait later), the [`BlobStore`] that
+//! fragment index; SQLite or PostgreSQL behind the same trait), the [`BlobStore`] that
 //! holds fragment bytes, fragment numbering, [`Archive::append`] which makes a fragment durable,
 //! and the injected [`Clock`]. The live bus joins with GetMedia (DESIGN.md, "Data flow").
 
@@ -7,6 +7,8 @@ mod catalog;
 mod clock;
 mod numbers;
 mod object;
+mod postgres;
+mod rows;
 mod service;
 mod sqlite;
 mod store;
@@ -18,6 +20,7 @@ pub use catalog::{
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use numbers::FragmentNumbers;
 pub use object::{ObjectBlobStore, PART_SIZE, PUT_THRESHOLD, S3Options, StoreUrl};
+pub use postgres::{PgCatalog, PgPoolSettings};
 pub use service::{
     Archive, ArchiveError, LIVE_BUS_CAPACITY, LiveFragment, NewFragment, PendingFragment,
     WRITE_QUEUE,

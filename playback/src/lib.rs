@@ -6,6 +6,7 @@
 //!
 //! Dependency rule: never depends on `kinescope-ingest`.
 
+mod cache;
 mod clip;
 mod dash;
 mod fragments;

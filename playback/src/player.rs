@@ -21,6 +21,7 @@ use kinescope_media::remux::{Codec, RemuxError, TrackConfig, TrackSamples, fragm
 use kinescope_media::{mp4, ts};
 
 use crate::PlaybackError;
+use crate::cache::FragmentCache;
 use crate::fragments::load_header;
 use crate::session::{Protocol, Session, SessionKey, SessionRequest};
 
@@ -44,6 +45,7 @@ pub struct Player {
     pub(crate) clock: Arc<dyn Clock>,
     key: SessionKey,
     tracks: Mutex<HashMap<(StreamId, i64), Arc<Tracks>>>,
+    fragments: FragmentCache,
 }
 
 /// A resource of a session, by its KVS name (spec §5.3 table).
@@ -191,12 +193,14 @@ impl Window {
 }
 
 impl Player {
-    pub fn new(archive: Arc<Archive>, clock: Arc<dyn Clock>, key: SessionKey) -> Self {
+    /// `cache` bytes of recently read fragments are kept for other viewers (0: none).
+    pub fn new(archive: Arc<Archive>, clock: Arc<dyn Clock>, key: SessionKey, cache: u64) -> Self {
         Self {
             archive,
             clock,
             key,
             tracks: Mutex::new(HashMap::new()),
+            fragments: FragmentCache::new(cache),
         }
     }
 
@@ -629,7 +633,10 @@ impl Player {
         row: &FragmentRow,
     ) -> Result<(Arc<Tracks>, Vec<TrackSamples>), PlaybackError> {
         let tracks = self.tracks(row.stream, row.header_id).await?;
-        let bytes = self.archive.fragment_bytes(row).await?;
+        let bytes = self
+            .fragments
+            .get_or_read(&row.number, row.length, || self.archive.fragment_bytes(row))
+            .await?;
         let start_ms = u64::try_from(row.producer_timestamp.as_millis()).unwrap_or(0);
         let samples = fragment_samples(
             &tracks.configs,

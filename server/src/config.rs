@@ -75,6 +75,10 @@ pub struct ServeArgs {
     /// from the AWS environment variables).
     #[arg(long, env = "KINESCOPE_STORE")]
     pub store: Option<String>,
+    /// The catalog: sqlite://PATH (default DATA_DIR/catalog.db) or postgres://… (query keys
+    /// max_connections, acquire_timeout and statement_timeout set the pool).
+    #[arg(long, env = "KINESCOPE_CATALOG")]
+    pub catalog: Option<String>,
     /// Address and port to listen on (port 0 picks a free port).
     #[arg(long, env = "KINESCOPE_LISTEN")]
     pub listen: Option<SocketAddr>,
@@ -142,6 +146,9 @@ pub struct ServeArgs {
     /// Bytes of fragments being received that uploads may keep in memory for live readers.
     #[arg(long, env = "KINESCOPE_LIVE_BUDGET")]
     pub live_budget: Option<usize>,
+    /// Bytes of recently read fragments HLS, DASH and clips keep in memory for other viewers.
+    #[arg(long, env = "KINESCOPE_PLAYBACK_CACHE")]
+    pub playback_cache: Option<u64>,
     /// Offer HTTP/2 by ALPN over TLS (off: libcurl-based producers would take it and break).
     #[arg(long, env = "KINESCOPE_ALPN_H2", value_parser = BoolishValueParser::new(),
           num_args = 0..=1, default_missing_value = "true")]
@@ -157,6 +164,7 @@ pub struct ServeArgs {
 pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub store: Option<String>,
+    pub catalog: Option<String>,
     pub listen: Option<SocketAddr>,
     pub public_url: Option<String>,
     pub tls_cert: Option<PathBuf>,
@@ -176,6 +184,7 @@ pub struct FileConfig {
     pub keepalive_timeout: Option<u64>,
     pub body_budget: Option<usize>,
     pub live_budget: Option<usize>,
+    pub playback_cache: Option<u64>,
     pub alpn_h2: Option<bool>,
     pub max_producer_clock_ahead: Option<u64>,
     #[serde(default)]
@@ -206,12 +215,59 @@ pub enum TlsMode {
     Off,
 }
 
+/// Which database holds the catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatalogUrl {
+    Sqlite(PathBuf),
+    /// A `postgres://` URL as given (pool settings in its query).
+    Postgres(String),
+}
+
+impl CatalogUrl {
+    fn parse(url: &str) -> Result<Self, ConfigError> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(ConfigError::Invalid(
+                    "--catalog sqlite:// needs a path".into(),
+                ));
+            }
+            return Ok(Self::Sqlite(path.into()));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            kinescope_archive::PgPoolSettings::from_url(url).map_err(ConfigError::Invalid)?;
+            return Ok(Self::Postgres(url.to_owned()));
+        }
+        Err(ConfigError::Invalid(format!(
+            "--catalog must be sqlite://PATH or postgres://…, not '{}'",
+            redact_password(url)
+        )))
+    }
+}
+
+/// `url` with the password of its user info, if any, replaced by `***` (for logs and the banner).
+pub fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((user_info, host)) if user_info.contains(':') => {
+            let user = user_info.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}{tail}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// The resolved configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub data_dir: PathBuf,
-    /// `--store`; `None`: `file://DATA_DIR/media`.
+    /// `None`: `DATA_DIR/media` (see [`Config::store`]).
     pub store: Option<StoreUrl>,
+    /// `None`: `DATA_DIR/catalog.db` (see [`Config::catalog`]).
+    pub catalog: Option<CatalogUrl>,
     pub listen: SocketAddr,
     /// `--public-url` without its trailing slash, if given.
     pub public_url: Option<String>,
@@ -230,6 +286,7 @@ pub struct Config {
     pub keepalive_timeout_secs: u64,
     pub body_budget: usize,
     pub live_budget: usize,
+    pub playback_cache: u64,
     pub alpn_h2: bool,
     pub max_producer_clock_ahead_secs: u64,
 }
@@ -342,6 +399,12 @@ impl Config {
             ));
         }
 
+        let catalog = args
+            .catalog
+            .or(file.catalog)
+            .map(|url| CatalogUrl::parse(&url))
+            .transpose()?;
+
         let public_url = args
             .public_url
             .or(file.public_url)
@@ -359,6 +422,7 @@ impl Config {
                 .or(file.data_dir)
                 .unwrap_or_else(|| "kinescope-data".into()),
             store,
+            catalog,
             listen,
             public_url,
             tls,
@@ -386,6 +450,10 @@ impl Config {
                 .unwrap_or(60),
             body_budget: args.body_budget.or(file.body_budget).unwrap_or(32 << 20),
             live_budget: args.live_budget.or(file.live_budget).unwrap_or(256 << 20),
+            playback_cache: args
+                .playback_cache
+                .or(file.playback_cache)
+                .unwrap_or(64 << 20),
             alpn_h2: args.alpn_h2.or(file.alpn_h2).unwrap_or(false),
             max_producer_clock_ahead_secs: args
                 .max_producer_clock_ahead
@@ -425,8 +493,18 @@ impl Config {
         self.data_dir.join("session-secret")
     }
 
-    pub fn catalog_path(&self) -> PathBuf {
-        self.data_dir.join("catalog.db")
+    /// The catalog's database, with the default resolved against the data directory.
+    pub fn catalog(&self) -> CatalogUrl {
+        self.catalog
+            .clone()
+            .unwrap_or_else(|| CatalogUrl::Sqlite(self.data_dir.join("catalog.db")))
+    }
+
+    /// Where fragment bytes live: `--store`, else `file://DATA_DIR/media`.
+    pub fn store(&self) -> StoreUrl {
+        self.store
+            .clone()
+            .unwrap_or_else(|| StoreUrl::File(self.data_dir.join("media")))
     }
 }
 
@@ -592,6 +670,37 @@ mod tests {
         assert_eq!(url_host("http://h"), "h");
         assert!(Config::resolve(parse(&["--public-url", "ftp://x"])).is_err());
         assert!(Config::resolve(parse(&["--public-url", "https://x/path"])).is_err());
+    }
+
+    #[test]
+    fn catalog_urls() {
+        let c = Config::resolve(parse(&["--data-dir", "d"])).unwrap();
+        assert_eq!(c.catalog(), CatalogUrl::Sqlite("d/catalog.db".into()));
+        let c = Config::resolve(parse(&["--catalog", "sqlite:///var/k.db"])).unwrap();
+        assert_eq!(c.catalog(), CatalogUrl::Sqlite("/var/k.db".into()));
+        let pg = "postgres://k:pw@db:5432/kinescope?max_connections=4";
+        let c = Config::resolve(parse(&["--catalog", pg])).unwrap();
+        assert_eq!(c.catalog(), CatalogUrl::Postgres(pg.into()));
+        assert_eq!(
+            redact_password(pg),
+            "postgres://k:***@db:5432/kinescope?max_connections=4"
+        );
+        assert_eq!(redact_password("postgres://k@db/x"), "postgres://k@db/x");
+        for bad in [
+            "mysql://x",
+            "sqlite://",
+            "postgres://h/d?max_connections=none",
+        ] {
+            assert!(
+                Config::resolve(parse(&["--catalog", bad])).is_err(),
+                "{bad}"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("k.toml");
+        std::fs::write(&file, "catalog = \"postgres://h/d\"\n").unwrap();
+        let c = Config::resolve(parse(&["--config", file.to_str().unwrap()])).unwrap();
+        assert_eq!(c.catalog(), CatalogUrl::Postgres("postgres://h/d".into()));
     }
 
     #[test]

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use kinescope_archive::{Archive, Catalog, Clock, SqliteCatalog, StoreUrl, SystemClock};
+use kinescope_archive::{Archive, Catalog, Clock, PgCatalog, SqliteCatalog, SystemClock};
 use kinescope_playback::{Player, SessionKey};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 
 use crate::auth::{Auth, KeyStore};
-use crate::config::{Config, KeyPair, TlsMode, url_host};
+use crate::config::{CatalogUrl, Config, KeyPair, TlsMode, redact_password, url_host};
 use crate::limits::Limits;
 use crate::listener::{self, ListenerConfig};
 use crate::secrets::{load_or_generate_credentials, load_or_generate_session_secret};
@@ -50,11 +50,18 @@ pub async fn run(mut config: Config) -> Result<(), BoxError> {
     // Absolute, so that the printed paths work from any directory.
     config.data_dir = std::fs::canonicalize(&config.data_dir)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let catalog: Arc<dyn Catalog> = Arc::new(SqliteCatalog::open(&config.catalog_path()).await?);
-    let store_url = config
-        .store
-        .clone()
-        .unwrap_or_else(|| StoreUrl::File(config.data_dir.join("media")));
+    let catalog: Arc<dyn Catalog> =
+        match config.catalog() {
+            CatalogUrl::Postgres(url) => Arc::new(PgCatalog::open(&url).await.map_err(|e| {
+                format!("cannot open the catalog at {}: {e}", redact_password(&url))
+            })?),
+            CatalogUrl::Sqlite(path) => Arc::new(
+                SqliteCatalog::open(&path)
+                    .await
+                    .map_err(|e| format!("cannot open the catalog at {}: {e}", path.display()))?,
+            ),
+        };
+    let store_url = config.store();
     let store = store_url
         .open()
         .map_err(|e| format!("cannot open the store {store_url}: {e}"))?;
@@ -128,7 +135,12 @@ pub async fn run(mut config: Config) -> Result<(), BoxError> {
     let session_key = SessionKey::new(&load_or_generate_session_secret(
         &config.session_secret_file(),
     )?);
-    let player = Arc::new(Player::new(archive.clone(), clock.clone(), session_key));
+    let player = Arc::new(Player::new(
+        archive.clone(),
+        clock.clone(),
+        session_key,
+        config.playback_cache,
+    ));
     let state = Arc::new(AppState {
         catalog,
         archive,
@@ -216,6 +228,12 @@ fn print_banner(config: &Config, endpoint: &str, ca: Option<&std::path::Path>, s
         "Data dir:",
         &config.data_dir.display().to_string(),
     );
+    let catalog = match config.catalog() {
+        CatalogUrl::Postgres(url) => redact_password(&url),
+        CatalogUrl::Sqlite(path) => format!("sqlite://{}", path.display()),
+    };
+    line(&mut out, "Catalog:", &catalog);
+    line(&mut out, "Store:", &config.store().to_string());
     let (ak, sk) = match shown {
         Shown::Generated { pair, path, new } => {
             line(&mut out, "Access key:", &pair.access_key);

@@ -2,6 +2,11 @@
 (boto3, the AWS CLI) pointed at it by endpoint only.
 
 The binary is $KINESCOPE_BIN, else target/debug/kinescope (scripts/test builds it first).
+
+With $KINESCOPE_E2E_POSTGRES set to a PostgreSQL URL (e.g. postgres://postgres@127.0.0.1:5432/test),
+every server that start() starts gets `--catalog` on a database of its own, created through that
+URL with psql and dropped when the session ends (scripts/test runs a subset of the suites so).
+Unset, nothing changes: each server has its SQLite catalog in its data directory.
 """
 
 import os
@@ -22,6 +27,8 @@ BIN = os.environ.get("KINESCOPE_BIN", str(ROOT / "target" / "debug" / "kinescope
 AK = "AKIDEXAMPLE"
 SK = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
 REGION = "us-west-2"
+PG_ADMIN = os.environ.get("KINESCOPE_E2E_POSTGRES")
+PG_DATABASES = []
 
 
 class Server:
@@ -112,9 +119,47 @@ def signed_headers(server, path, body=b"{}", headers=None, method="POST", sk=SK)
     return dict(req.headers.items())
 
 
+def psql(sql):
+    subprocess.run(["psql", PG_ADMIN, "-v", "ON_ERROR_STOP=1", "-qc", sql], check=True, timeout=60)
+
+
+def fresh_pg_catalog():
+    """A new, empty PostgreSQL database for one server: its --catalog URL."""
+    db = "kinescope_e2e_" + uuid.uuid4().hex[:12]
+    psql(f"CREATE DATABASE {db}")
+    PG_DATABASES.append(db)
+    base, _, query = PG_ADMIN.partition("?")
+    url = base.rsplit("/", 1)[0] + "/" + db
+    return url + ("?" + query if query else "")
+
+
+def pg_catalog(server):
+    """The server's --catalog URL if it is PostgreSQL, else None (its catalog is DATA_DIR/catalog.db)."""
+    args = server.args
+    url = args[args.index("--catalog") + 1] if "--catalog" in args else ""
+    return url if url.startswith("postgres") else None
+
+
+def psql_rows(url, sql, *params):
+    """Rows of a query as tuples of strings; `?` placeholders take `params`, quoted by psql."""
+    parts = sql.split("?")
+    sql = "".join(p + (f":'p{i}'" if i < len(params) else "") for i, p in enumerate(parts))
+    cmd = ["psql", url, "-v", "ON_ERROR_STOP=1", "-AtF", "\x1f", "-f", "-"]
+    for i, v in enumerate(params):
+        cmd[2:2] = ["-v", f"p{i}={v}"]
+    out = subprocess.run(cmd, input=sql, capture_output=True, text=True, check=True, timeout=60).stdout
+    return [tuple(line.split("\x1f")) for line in out.splitlines() if line]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    for db in PG_DATABASES:
+        psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+
+
 def start(tmp_path, *args, name="data", **kw):
     data = tmp_path / name
-    return Server(data, ["--data-dir", str(data), "--listen", "127.0.0.1:0", *args], **kw)
+    catalog = ["--catalog", fresh_pg_catalog()] if PG_ADMIN else []
+    return Server(data, ["--data-dir", str(data), "--listen", "127.0.0.1:0", *catalog, *args], **kw)
 
 
 CRED_ARGS = ["--access-key", AK, "--secret-key", SK]

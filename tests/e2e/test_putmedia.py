@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 
-from conftest import AK, CRED_ARGS, ROOT, SK, start
+from conftest import AK, CRED_ARGS, ROOT, SK, pg_catalog, psql_rows, start
 from mkv_structure import vint
 from putmedia_client import PutMedia
 
@@ -96,12 +96,14 @@ def check_acks(acks, timecodes, persisted=True):
 
 
 def catalog_rows(server, stream):
+    sql = ("SELECT f.fragment_number, f.producer_ts_ms, f.server_ts_ms, f.size_bytes, f.object_key "
+           "FROM fragments f JOIN streams s ON s.id = f.stream_id WHERE s.name = ? ORDER BY f.fragment_number")
+    url = pg_catalog(server)
+    if url:
+        return [(n, int(p), int(t), int(b), k) for n, p, t, b, k in psql_rows(url, sql, stream)]
     db = sqlite3.connect(f"file:{server.data_dir / 'catalog.db'}?mode=ro", uri=True)
     try:
-        return db.execute(
-            "SELECT f.fragment_number, f.producer_ts_ms, f.server_ts_ms, f.size_bytes, f.object_key "
-            "FROM fragments f JOIN streams s ON s.id = f.stream_id WHERE s.name = ? ORDER BY f.fragment_number",
-            (stream,)).fetchall()
+        return db.execute(sql, (stream,)).fetchall()
     finally:
         db.close()
 

@@ -118,9 +118,14 @@ fn block(
     if flags & 0x06 != 0 {
         return Err(invalid);
     }
+    // A Cluster Timecode beyond i64 (or one the block's offset overflows) is no time at all.
+    let timecode = i64::try_from(cluster_timecode)
+        .ok()
+        .and_then(|t| t.checked_add(i64::from(relative)))
+        .ok_or(invalid)?;
     Ok(Frame {
         track,
-        timecode: cluster_timecode as i64 + i64::from(relative),
+        timecode,
         key: key.unwrap_or(flags & 0x80 != 0),
         data: data.slice(n + 3..),
     })

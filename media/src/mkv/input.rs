@@ -89,7 +89,9 @@ impl Input {
         debug_assert!(self.recording.is_none());
         let n = n.min(self.len);
         let front = self.chunks.front().map_or(0, |c| c.len() - self.head);
-        let out = if n <= front {
+        let out = if n == 0 {
+            Bytes::new()
+        } else if n <= front {
             self.chunks[0].slice(self.head..self.head + n)
         } else {
             Bytes::from(self.peek(n).expect("n <= len").into_owned())
@@ -142,6 +144,16 @@ mod tests {
             i.push(Bytes::from_static(c));
         }
         i
+    }
+
+    #[test]
+    fn taking_nothing_from_nothing_is_empty() {
+        // Found by the `remux` fuzz target: a zero-size element at the very end of a Cluster.
+        let mut empty = Input::default();
+        assert!(empty.take(0).is_empty());
+        let mut drained = input(&[b"ab"]);
+        assert_eq!(&drained.take(2)[..], b"ab");
+        assert!(drained.take(0).is_empty());
     }
 
     #[test]

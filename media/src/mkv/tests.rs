@@ -682,3 +682,23 @@ fn fragment_bytes_can_be_taken_as_they_arrive() {
     }
     assert_eq!(got, want);
 }
+
+#[test]
+fn a_cluster_ending_in_an_empty_element_has_no_frames() {
+    // Found by the `remux` fuzz target: Cluster { Timecode 0, Void of size 0 } at the very end.
+    let cluster = Bytes::from_static(&[0x1f, 0x43, 0xb6, 0x75, 0x85, 0xe7, 0x81, 0x00, 0xec, 0x80]);
+    assert_eq!(cluster_frames(&[cluster]), Ok(Vec::new()));
+}
+
+#[test]
+fn a_cluster_timecode_beyond_i64_is_refused() {
+    // Found by the `remux` fuzz target: Timecode 2^63 and a SimpleBlock 1 ms before it.
+    let mut cluster = vec![
+        0x1f, 0x43, 0xb6, 0x75, 0x94, 0xe7, 0x88, 0x80, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    cluster.extend_from_slice(&[0xa3, 0x88, 0x81, 0xff, 0xff, 0x80, 1, 2, 3, 4]);
+    assert!(matches!(
+        cluster_frames(&[Bytes::from(cluster)]),
+        Err(MkvError::InvalidValue { .. })
+    ));
+}

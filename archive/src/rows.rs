@@ -1,0 +1,150 @@
+//! Columns and row decoding shared by the SQLite and PostgreSQL catalogs: both hold the same
+//! tables with the same column names and types (BIGINT milliseconds, TEXT, NULL for absent), so
+//! one decoder, generic over the sqlx row type, turns a row into a record for either.
+
+use kinescope_api::control::{StorageTier, StreamInfo, StreamStatus};
+use kinescope_api::{
+    DeviceName, FragmentNumber, KmsKeyId, MediaType, StreamArn, StreamName, Timestamp, Version,
+};
+use kinescope_media::mkv::MetadataTag;
+use sqlx::{ColumnIndex, Decode, Row, Type};
+
+use crate::catalog::{FragmentRow, StreamId, TimestampKind};
+use crate::{CatalogError, StreamRecord};
+
+pub(crate) const STREAM_COLUMNS: &str = "id, name, arn, device_name, media_type, kms_key_id, \
+     version, status, creation_time_ms, data_retention_hours, storage_tier";
+
+pub(crate) const FRAGMENT_COLUMNS: &str = "fragment_number, producer_ts_ms, server_ts_ms, \
+     duration_ms, size_bytes, object_key, object_offset, object_length, header_id, metadata";
+
+/// The column of a timestamp kind.
+pub(crate) fn ts_column(kind: TimestampKind) -> &'static str {
+    match kind {
+        TimestampKind::Producer => "producer_ts_ms",
+        TimestampKind::Server => "server_ts_ms",
+    }
+}
+
+pub(crate) fn corrupt(column: &'static str, value: impl Into<String>) -> CatalogError {
+    CatalogError::Corrupt {
+        column,
+        value: value.into(),
+    }
+}
+
+/// Saturates instead of wrapping: sizes and offsets beyond `i64::MAX` cannot occur.
+pub(crate) fn int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// The `metadata` column: NULL for none (most fragments), else a JSON array of
+/// `[name, value]` pairs in the producer's order.
+pub(crate) fn encode_metadata(tags: &[MetadataTag]) -> Option<String> {
+    (!tags.is_empty()).then(|| {
+        let pairs: Vec<[&str; 2]> = tags.iter().map(|t| [&*t.name, &*t.value]).collect();
+        serde_json::to_string(&pairs).expect("strings serialize")
+    })
+}
+
+fn decode_metadata(column: Option<String>) -> Result<Vec<MetadataTag>, CatalogError> {
+    let Some(text) = column else {
+        return Ok(Vec::new());
+    };
+    let pairs: Vec<[String; 2]> =
+        serde_json::from_str(&text).map_err(|_| corrupt("metadata", text.clone()))?;
+    Ok(pairs
+        .into_iter()
+        .map(|[name, value]| MetadataTag { name, value })
+        .collect())
+}
+
+/// A foreign-key failure on a stream id: the stream was deleted meanwhile.
+pub(crate) fn missing_stream(e: sqlx::Error, stream: StreamId) -> CatalogError {
+    match e.as_database_error() {
+        Some(d) if d.is_foreign_key_violation() => {
+            CatalogError::StreamNotFound(format!("#{}", stream.0))
+        }
+        _ => CatalogError::Database(e),
+    }
+}
+
+/// A fragment row selected as [`FRAGMENT_COLUMNS`], read by position (pages hold up to a
+/// thousand rows).
+pub(crate) fn fragment_from_row<'r, R>(
+    row: &'r R,
+    stream: StreamId,
+) -> Result<FragmentRow, CatalogError>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let uint = |i: usize, c: &'static str| -> Result<u64, CatalogError> {
+        let v: i64 = row.try_get(i)?;
+        u64::try_from(v).map_err(|_| corrupt(c, v.to_string()))
+    };
+    let number: String = row.try_get(0)?;
+    Ok(FragmentRow {
+        stream,
+        number: FragmentNumber::parse(&number).map_err(|_| corrupt("fragment_number", number))?,
+        producer_timestamp: Timestamp::from_millis(row.try_get(1)?),
+        server_timestamp: Timestamp::from_millis(row.try_get(2)?),
+        duration_ms: uint(3, "duration_ms")?,
+        size: uint(4, "size_bytes")?,
+        object_key: row.try_get(5)?,
+        offset: uint(6, "object_offset")?,
+        length: uint(7, "object_length")?,
+        header_id: row.try_get(8)?,
+        metadata: decode_metadata(row.try_get(9)?)?,
+    })
+}
+
+/// A stream row selected as [`STREAM_COLUMNS`].
+pub(crate) fn stream_from_row<'r, R>(row: &'r R) -> Result<StreamRecord, CatalogError>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let text = |c: &'static str| -> Result<String, CatalogError> { Ok(row.try_get(c)?) };
+    let (name, arn, version) = (text("name")?, text("arn")?, text("version")?);
+    let (status, tier) = (text("status")?, text("storage_tier")?);
+    let retention: i64 = row.try_get("data_retention_hours")?;
+    let info = StreamInfo {
+        device_name: opt(row, "device_name", DeviceName::parse)?,
+        stream_name: StreamName::parse(&name).map_err(|_| corrupt("name", &name))?,
+        stream_arn: StreamArn::parse(&arn).map_err(|_| corrupt("arn", &arn))?,
+        media_type: opt(row, "media_type", MediaType::parse)?,
+        kms_key_id: opt(row, "kms_key_id", KmsKeyId::parse)?,
+        version: Version::parse(&version).map_err(|_| corrupt("version", &version))?,
+        status: StreamStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+        creation_time: Timestamp::from_millis(row.try_get("creation_time_ms")?),
+        data_retention_in_hours: u32::try_from(retention)
+            .map_err(|_| corrupt("data_retention_hours", retention.to_string()))?,
+    };
+    let storage_tier = StorageTier::parse(&tier).ok_or_else(|| corrupt("storage_tier", &tier))?;
+    Ok(StreamRecord {
+        id: StreamId(row.try_get("id")?),
+        info,
+        storage_tier,
+    })
+}
+
+/// A nullable text column parsed into a newtype.
+fn opt<'r, R, T>(
+    row: &'r R,
+    column: &'static str,
+    parse: fn(&str) -> Result<T, kinescope_api::ApiError>,
+) -> Result<Option<T>, CatalogError>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let v: Option<String> = row.try_get(column)?;
+    v.map(|s| parse(&s).map_err(|_| corrupt(column, s)))
+        .transpose()
+}
