@@ -6,6 +6,7 @@
 mod catalog;
 mod clock;
 mod numbers;
+mod object;
 mod postgres;
 mod rows;
 mod service;
@@ -18,6 +19,7 @@ pub use catalog::{
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use numbers::FragmentNumbers;
+pub use object::{ObjectBlobStore, PART_SIZE, PUT_THRESHOLD, S3Options, StoreUrl};
 pub use postgres::{PgCatalog, PgPoolSettings};
 pub use service::{
     Archive, ArchiveError, LIVE_BUS_CAPACITY, LiveFragment, NewFragment, PendingFragment,
@@ -28,3 +30,7 @@ pub use store::{BlobStore, BlobWriter, LocalStore};
 
 #[cfg(test)]
 mod conformance;
+#[cfg(all(test, feature = "s3"))]
+mod s3_test_server;
+#[cfg(test)]
+mod store_conformance;

@@ -53,21 +53,28 @@ impl LocalStore {
     }
 
     fn path(&self, key: &str) -> std::io::Result<PathBuf> {
-        let ok = !key.is_empty()
-            && key
-                .split('/')
-                .all(|part| !part.is_empty() && part != "." && part != "..")
-            && key
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_.-/".contains(c));
-        if !ok {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("bad object key {key:?}"),
-            ));
-        }
+        check_key(key)?;
         Ok(self.root.join(key))
     }
+}
+
+/// Refuses keys every store could not hold the same way: a key is `/`-separated non-empty
+/// parts of `[A-Za-z0-9_.-]`, none of them `.` or `..`.
+pub(crate) fn check_key(key: &str) -> std::io::Result<()> {
+    let ok = !key.is_empty()
+        && key
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..")
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-/".contains(c));
+    if !ok {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("bad object key {key:?}"),
+        ));
+    }
+    Ok(())
 }
 
 #[async_trait]

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
+use kinescope_archive::StoreUrl;
 use serde::Deserialize;
 
 #[derive(Debug, Parser)]
@@ -84,6 +85,11 @@ pub struct ServeArgs {
     /// Where the catalog, media, TLS material and generated credentials live.
     #[arg(long, env = "KINESCOPE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Where fragment bytes live: file:///PATH (default DATA_DIR/media), memory:// (tests) or
+    /// s3://BUCKET/PREFIX?endpoint=URL&region=R&allow_http=BOOL&path_style=BOOL (credentials
+    /// from the AWS environment variables).
+    #[arg(long, env = "KINESCOPE_STORE")]
+    pub store: Option<String>,
     /// The catalog: sqlite://PATH (default DATA_DIR/catalog.db) or postgres://… (query keys
     /// max_connections, acquire_timeout and statement_timeout set the pool).
     #[arg(long, env = "KINESCOPE_CATALOG")]
@@ -172,6 +178,7 @@ pub struct ServeArgs {
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
+    pub store: Option<String>,
     pub catalog: Option<String>,
     pub listen: Option<SocketAddr>,
     pub public_url: Option<String>,
@@ -272,6 +279,8 @@ pub fn redact_password(url: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub data_dir: PathBuf,
+    /// `None`: `DATA_DIR/media` (see [`Config::store`]).
+    pub store: Option<StoreUrl>,
     /// `None`: `DATA_DIR/catalog.db` (see [`Config::catalog`]).
     pub catalog: Option<CatalogUrl>,
     pub listen: SocketAddr,
@@ -417,11 +426,17 @@ impl Config {
             .map(|u| normalize_url(&u))
             .transpose()?;
 
+        let store = match args.store.or(file.store) {
+            Some(url) => Some(StoreUrl::parse(&url).map_err(ConfigError::Invalid)?),
+            None => None,
+        };
+
         Ok(Self {
             data_dir: args
                 .data_dir
                 .or(file.data_dir)
                 .unwrap_or_else(|| "kinescope-data".into()),
+            store,
             catalog,
             listen,
             public_url,
@@ -499,6 +514,13 @@ impl Config {
             .clone()
             .unwrap_or_else(|| CatalogUrl::Sqlite(self.data_dir.join("catalog.db")))
     }
+
+    /// Where fragment bytes live: `--store`, else `file://DATA_DIR/media`.
+    pub fn store(&self) -> StoreUrl {
+        self.store
+            .clone()
+            .unwrap_or_else(|| StoreUrl::File(self.data_dir.join("media")))
+    }
 }
 
 /// `scheme://host[:port]` with no path; a trailing `/` is dropped.
@@ -564,6 +586,22 @@ mod tests {
         assert_eq!(c.endpoint(c.listen), "https://127.0.0.1:8443");
         assert_eq!(c.getmedia_idle_timeout_secs, 3, "KVS's GetMedia idle end");
         assert_eq!(c.max_producer_clock_ahead_secs, 300);
+    }
+
+    #[test]
+    fn store_urls() {
+        assert_eq!(Config::resolve(parse(&[])).unwrap().store, None);
+        let c = Config::resolve(parse(&["--store", "memory://"])).unwrap();
+        assert_eq!(c.store, Some(StoreUrl::Memory));
+        let c = Config::resolve(parse(&["--store", "file:///srv/media"])).unwrap();
+        assert_eq!(c.store, Some(StoreUrl::File("/srv/media".into())));
+        let e = Config::resolve(parse(&["--store", "ftp://x"])).unwrap_err();
+        assert!(e.to_string().contains("bad --store URL"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.toml");
+        std::fs::write(&path, "store = \"memory://\"\n").unwrap();
+        let c = Config::resolve(parse(&["--config", path.to_str().unwrap()])).unwrap();
+        assert_eq!(c.store, Some(StoreUrl::Memory));
     }
 
     #[test]

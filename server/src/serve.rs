@@ -8,9 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use kinescope_archive::{
-    Archive, Catalog, Clock, LocalStore, PgCatalog, SqliteCatalog, SystemClock,
-};
+use kinescope_archive::{Archive, Catalog, Clock, PgCatalog, SqliteCatalog, SystemClock};
 use kinescope_playback::{Player, SessionKey};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 
@@ -63,7 +61,11 @@ pub async fn run(mut config: Config) -> Result<(), BoxError> {
                     .map_err(|e| format!("cannot open the catalog at {}: {e}", path.display()))?,
             ),
         };
-    let store = Arc::new(LocalStore::open(config.data_dir.join("media"))?);
+    let store_url = config.store();
+    let store = store_url
+        .open()
+        .map_err(|e| format!("cannot open the store {store_url}: {e}"))?;
+    tracing::info!(store = %store_url, "fragment store");
     let archive = Arc::new(Archive::open(catalog.clone(), store).await?);
 
     let (auth, shown) = if config.allow_anonymous {
@@ -231,6 +233,7 @@ fn print_banner(config: &Config, endpoint: &str, ca: Option<&std::path::Path>, s
         CatalogUrl::Sqlite(path) => format!("sqlite://{}", path.display()),
     };
     line(&mut out, "Catalog:", &catalog);
+    line(&mut out, "Store:", &config.store().to_string());
     let (ak, sk) = match shown {
         Shown::Generated { pair, path, new } => {
             line(&mut out, "Access key:", &pair.access_key);
