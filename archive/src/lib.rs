@@ -5,6 +5,7 @@
 
 mod catalog;
 mod clock;
+mod log;
 mod numbers;
 mod object;
 mod postgres;
@@ -18,11 +19,12 @@ pub use catalog::{
     TimestampKind,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use log::{FragmentLog, LogLocation, Recovery};
 pub use numbers::FragmentNumbers;
 pub use object::{ObjectBlobStore, PART_SIZE, PUT_THRESHOLD, S3Options, StoreUrl};
 pub use postgres::{PgCatalog, PgPoolSettings};
 pub use service::{
-    Archive, ArchiveError, LIVE_BUS_CAPACITY, LiveFragment, NewFragment, PendingFragment,
+    Archive, ArchiveError, Durability, LIVE_BUS_CAPACITY, LiveFragment, NewFragment, PendingFragment,
     WRITE_QUEUE,
 };
 pub use sqlite::SqliteCatalog;

@@ -16,6 +16,7 @@ use crate::numbers::FragmentNumbers;
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
+use crate::log::{FragmentLog, LogLocation, LogRecord, parse_segment_key, segment_key};
 use crate::store::{BlobStore, BlobWriter};
 use crate::{Catalog, CatalogError};
 
@@ -27,19 +28,30 @@ pub enum ArchiveError {
     Catalog(#[from] CatalogError),
 }
 
-/// A fragment whose bytes are being stored as they arrive. Writes run in a task of their own,
-/// at most [`WRITE_QUEUE`] batches behind, so the upload overlaps the store instead of waiting
-/// for each write, and a slow store still pushes back. Dropped without [`Archive::commit`], it
+/// A fragment whose bytes are being stored as they arrive: a record of the fragment log, or
+/// (with `--persist-to-store`) an object of its own. Dropped without [`Archive::commit`], it
 /// leaves nothing behind.
 #[derive(Debug)]
-pub struct PendingFragment {
+pub struct PendingFragment(Pending);
+
+#[derive(Debug)]
+enum Pending {
+    Log(Box<LogRecord>),
+    Object(PendingObject),
+}
+
+/// Object writes run in a task of their own, at most [`WRITE_QUEUE`] batches behind, so the
+/// upload overlaps the store instead of waiting for each write, and a slow store still pushes
+/// back.
+#[derive(Debug)]
+struct PendingObject {
     key: String,
     size: u64,
     tx: mpsc::Sender<Write>,
     task: JoinHandle<std::io::Result<()>>,
 }
 
-/// Batches of bytes queued per pending fragment before `write` waits.
+/// Batches of bytes queued per pending object before `write` waits.
 pub const WRITE_QUEUE: usize = 2;
 
 #[derive(Debug)]
@@ -48,7 +60,7 @@ enum Write {
     Finish,
 }
 
-impl PendingFragment {
+impl PendingObject {
     fn start(key: String, mut writer: Box<dyn BlobWriter>) -> Self {
         let (tx, mut rx) = mpsc::channel(WRITE_QUEUE);
         let task = tokio::spawn(async move {
@@ -69,11 +81,10 @@ impl PendingFragment {
         }
     }
 
-    /// Queues bytes of the fragment; waits only when the store is behind.
-    pub async fn write(&mut self, parts: Vec<Bytes>) -> Result<(), ArchiveError> {
-        self.size += parts.iter().map(|b| b.len() as u64).sum::<u64>();
+    async fn write(&mut self, parts: Vec<Bytes>) -> Result<(), ArchiveError> {
+        self.size += total(&parts);
         if self.tx.send(Write::Data(parts)).await.is_err() {
-            // The writer failed; `commit` reports why.
+            // The writer failed; `finish` reports why.
             return Err(ArchiveError::Store(std::io::Error::other(
                 "fragment write failed",
             )));
@@ -85,6 +96,16 @@ impl PendingFragment {
         let _ = self.tx.send(Write::Finish).await;
         self.task.await.map_err(std::io::Error::other)??;
         Ok((self.key, self.size))
+    }
+}
+
+impl PendingFragment {
+    /// Adds bytes of the fragment; waits only when the log or store is behind.
+    pub async fn write(&mut self, parts: Vec<Bytes>) -> Result<(), ArchiveError> {
+        match &mut self.0 {
+            Pending::Log(record) => Ok(record.write(parts).await?),
+            Pending::Object(object) => object.write(parts).await,
+        }
     }
 }
 
@@ -127,8 +148,9 @@ pub struct LiveFragment {
 }
 
 impl NewFragment {
-    /// Announced on the live bus, as the `size` bytes of the object at `object_key`.
-    fn into_live(self, object_key: String, size: u64) -> LiveFragment {
+    /// Announced on the live bus, as the `size` bytes at `offset` of the object (or log
+    /// segment) `object_key`.
+    fn into_live(self, object_key: String, offset: u64, size: u64) -> LiveFragment {
         LiveFragment {
             row: FragmentRow {
                 stream: self.stream,
@@ -138,7 +160,7 @@ impl NewFragment {
                 duration_ms: self.duration_ms,
                 size,
                 object_key,
-                offset: 0,
+                offset,
                 length: size,
                 header_id: self.header_id,
                 metadata: self.metadata,
@@ -153,10 +175,23 @@ fn total(parts: &[Bytes]) -> u64 {
     parts.iter().map(|b| b.len() as u64).sum()
 }
 
+/// When a fragment counts as durable, so that it may be ACKed PERSISTED.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Once the local fragment log has synced it (design/0014).
+    #[default]
+    Log,
+    /// Once it is an object of its own in the store (`--persist-to-store`, for nodes without a
+    /// durable local disk).
+    Store,
+}
+
 #[derive(Debug)]
 pub struct Archive {
     catalog: Arc<dyn Catalog>,
     store: Arc<dyn BlobStore>,
+    log: FragmentLog,
+    durability: Durability,
     numbers: FragmentNumbers,
     /// The live bus of each stream that has (or recently had) readers: each fragment, once its
     /// row is committed.
@@ -172,15 +207,20 @@ struct LiveBuses {
 }
 
 impl Archive {
-    /// Fragment numbers continue above the greatest one the catalog holds.
+    /// Fragments are read from `log` or `store`, wherever their rows say, and written as
+    /// `durability` says. Fragment numbers continue above the greatest one the catalog holds.
     pub async fn open(
         catalog: Arc<dyn Catalog>,
         store: Arc<dyn BlobStore>,
+        log: FragmentLog,
+        durability: Durability,
     ) -> Result<Self, ArchiveError> {
         let floor = catalog.last_fragment_number().await?;
         Ok(Self {
             catalog,
             store,
+            log,
+            durability,
             numbers: FragmentNumbers::new(floor.as_ref()),
             live: Mutex::default(),
         })
@@ -253,13 +293,18 @@ impl Archive {
         stream: StreamId,
         number: &FragmentNumber,
     ) -> Result<PendingFragment, ArchiveError> {
-        let key = format!("{}/{}", stream.0, number);
-        let writer = self.store.create(&key).await?;
-        Ok(PendingFragment::start(key, writer))
+        Ok(PendingFragment(match self.durability {
+            Durability::Log => Pending::Log(Box::new(self.log.record())),
+            Durability::Store => {
+                let key = format!("{}/{}", stream.0, number);
+                let writer = self.store.create(&key).await?;
+                Pending::Object(PendingObject::start(key, writer))
+            }
+        }))
     }
 
-    /// Writes the bytes the pending fragment does not have yet, makes the object durable,
-    /// records the fragment, then announces it to live readers. Only after this returns may the
+    /// Writes the bytes the pending fragment does not have yet, makes them durable, records
+    /// the fragment, then announces it to live readers. Only after this returns may the
     /// fragment be ACKed PERSISTED.
     pub async fn commit(
         &self,
@@ -267,7 +312,19 @@ impl Archive {
         mut f: NewFragment,
     ) -> Result<FragmentRow, ArchiveError> {
         pending.write(std::mem::take(&mut f.rest)).await?;
-        let (key, size) = pending.finish().await?;
+        let (key, offset, size) = match pending.0 {
+            Pending::Log(record) => {
+                let number = f.number.as_str().parse().map_err(|_| {
+                    std::io::Error::other(format!("fragment number {} is not a u64", f.number))
+                })?;
+                let at = self.log.append(*record, f.stream.0 as u64, number).await?;
+                (segment_key(at.segment), at.offset, at.length)
+            }
+            Pending::Object(object) => {
+                let (key, size) = object.finish().await?;
+                (key, 0, size)
+            }
+        };
         if let Some(kept) = f.live_bytes.as_deref().map(total)
             && kept != size
         {
@@ -275,7 +332,7 @@ impl Archive {
                 "stored {size} bytes of a {kept}-byte fragment"
             ))));
         }
-        let live = f.into_live(key, size);
+        let live = f.into_live(key, offset, size);
         self.catalog.add_fragment(&live.row).await?;
         let row = live.row.clone();
         self.publish(live);
@@ -292,12 +349,20 @@ impl Archive {
     /// bytes (the upload kept none) there is nothing to announce.
     pub fn announce_unstored(&self, f: NewFragment) {
         if let Some(size) = f.live_bytes.as_deref().map(total) {
-            self.publish(f.into_live(String::new(), size));
+            self.publish(f.into_live(String::new(), 0, size));
         }
     }
 
-    /// The stored bytes of a fragment.
+    /// The stored bytes of a fragment, from the log or the store.
     pub async fn fragment_bytes(&self, row: &FragmentRow) -> Result<Bytes, ArchiveError> {
+        if let Some(segment) = parse_segment_key(&row.object_key) {
+            let at = LogLocation {
+                segment,
+                offset: row.offset,
+                length: row.length,
+            };
+            return Ok(self.log.read(at).await?);
+        }
         Ok(self
             .store
             .get(&row.object_key, row.offset..row.offset + row.length)
@@ -333,7 +398,16 @@ mod tests {
         };
         let stream = create("s", 1).await;
         let other = create("other", 2).await;
-        let archive = Archive::open(catalog.clone(), store.clone()).await.unwrap();
+        let open = |durability| {
+            let (catalog, store) = (catalog.clone(), store.clone());
+            let log = FragmentLog::open(dir.path().join("log")).unwrap().0;
+            async move {
+                Archive::open(catalog, store, log, durability)
+                    .await
+                    .unwrap()
+            }
+        };
+        let archive = open(Durability::Log).await;
         let mut live = archive.subscribe(stream.id);
         assert!(archive.has_live_readers(stream.id));
         assert!(!archive.has_live_readers(other.id));
@@ -408,10 +482,27 @@ mod tests {
                 .fragments_after(stream.id, None, u32::MAX, false)
                 .await
                 .unwrap(),
-            vec![row]
+            vec![row.clone()]
         );
         // A restarted archive with a clock behind issues numbers above the recorded ones.
-        let again = Archive::open(catalog, store).await.unwrap();
-        assert!(again.next_fragment_number(Timestamp::from_millis(0)) > number);
+        drop(archive);
+        let again = open(Durability::Store).await;
+        let later = again.next_fragment_number(Timestamp::from_millis(0));
+        assert!(later > number);
+        // Rows written to the log stay readable after a restart, in either mode; with
+        // `Durability::Store` a fragment is an object of its own.
+        assert!(row.object_key.starts_with("log/"), "{row:?}");
+        assert_eq!(&again.fragment_bytes(&row).await.unwrap()[..], b"cluster");
+        let stored = again
+            .append(NewFragment {
+                rest: vec![Bytes::from_static(b"object")],
+                live_bytes: None,
+                ..fragment(stream.id, later.clone())
+            })
+            .await
+            .unwrap();
+        assert_eq!(stored.object_key, format!("{}/{}", stream.id.0, later));
+        assert_eq!((stored.offset, stored.length), (0, 6));
+        assert_eq!(&again.fragment_bytes(&stored).await.unwrap()[..], b"object");
     }
 }

@@ -90,6 +90,11 @@ pub struct ServeArgs {
     /// from the AWS environment variables).
     #[arg(long, env = "KINESCOPE_STORE")]
     pub store: Option<String>,
+    /// ACK PERSISTED only once a fragment is in the store, not after the local fragment log's
+    /// sync (for nodes without a durable local disk; one object per fragment).
+    #[arg(long, env = "KINESCOPE_PERSIST_TO_STORE", value_parser = BoolishValueParser::new(),
+          num_args = 0..=1, default_missing_value = "true")]
+    pub persist_to_store: Option<bool>,
     /// The catalog: sqlite://PATH (default DATA_DIR/catalog.db) or postgres://… (query keys
     /// max_connections, acquire_timeout and statement_timeout set the pool).
     #[arg(long, env = "KINESCOPE_CATALOG")]
@@ -179,6 +184,7 @@ pub struct ServeArgs {
 pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub store: Option<String>,
+    pub persist_to_store: Option<bool>,
     pub catalog: Option<String>,
     pub listen: Option<SocketAddr>,
     pub public_url: Option<String>,
@@ -281,6 +287,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `None`: `DATA_DIR/media` (see [`Config::store`]).
     pub store: Option<StoreUrl>,
+    pub persist_to_store: bool,
     /// `None`: `DATA_DIR/catalog.db` (see [`Config::catalog`]).
     pub catalog: Option<CatalogUrl>,
     pub listen: SocketAddr,
@@ -437,6 +444,10 @@ impl Config {
                 .or(file.data_dir)
                 .unwrap_or_else(|| "kinescope-data".into()),
             store,
+            persist_to_store: args
+                .persist_to_store
+                .or(file.persist_to_store)
+                .unwrap_or(false),
             catalog,
             listen,
             public_url,

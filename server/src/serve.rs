@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use kinescope_archive::{Archive, Catalog, Clock, PgCatalog, SqliteCatalog, SystemClock};
+use kinescope_archive::{
+    Archive, Catalog, Clock, Durability, FragmentLog, PgCatalog, SqliteCatalog, SystemClock,
+};
 use kinescope_playback::{Player, SessionKey};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 
@@ -65,8 +67,17 @@ pub async fn run(mut config: Config) -> Result<(), BoxError> {
     let store = store_url
         .open()
         .map_err(|e| format!("cannot open the store {store_url}: {e}"))?;
-    tracing::info!(store = %store_url, "fragment store");
-    let archive = Arc::new(Archive::open(catalog.clone(), store).await?);
+    let log_dir = config.data_dir.join("log");
+    let (log, recovery) = FragmentLog::open(&log_dir)
+        .map_err(|e| format!("cannot open the fragment log {}: {e}", log_dir.display()))?;
+    let durability = if config.persist_to_store {
+        Durability::Store
+    } else {
+        Durability::Log
+    };
+    tracing::info!(store = %store_url, ?durability, log_segments = recovery.segments,
+        torn_bytes_cut = recovery.truncated, "fragment store and log");
+    let archive = Arc::new(Archive::open(catalog.clone(), store, log, durability).await?);
 
     let (auth, shown) = if config.allow_anonymous {
         (Auth::Anonymous, Shown::Anonymous)
