@@ -55,6 +55,16 @@ pub struct FragmentRow {
     pub metadata: Vec<MetadataTag>,
 }
 
+/// A fragment's bytes moved (by packing) from `from_key` to `to_key` at `to_offset`; its
+/// length stays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relocation {
+    pub number: FragmentNumber,
+    pub from_key: String,
+    pub to_key: String,
+    pub to_offset: u64,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
     #[error("stream {0} not found")]
@@ -208,6 +218,17 @@ pub trait Catalog: Send + Sync + fmt::Debug {
         stream: StreamId,
         numbers: &[FragmentNumber],
     ) -> Result<Vec<FragmentRow>, CatalogError>;
+
+    /// Up to `limit` fragments whose bytes are still in the fragment log (`object_key` under
+    /// `log/`), ordered by stream then fragment number: what packing moves next.
+    async fn fragments_in_log(&self, limit: u32) -> Result<Vec<FragmentRow>, CatalogError>;
+
+    /// Points each fragment at its new place if it still points at its old one (a fragment
+    /// deleted or moved meanwhile is left as it is), all in one transaction; how many moved.
+    async fn relocate_fragments(&self, moves: &[Relocation]) -> Result<u64, CatalogError>;
+
+    /// The fragment-log segments (`object_key`s under `log/`) that fragments point into.
+    async fn log_keys_in_use(&self) -> Result<Vec<String>, CatalogError>;
 
     /// The stored header bytes of `add_track_header`, if `id` is a header of the stream.
     async fn track_header(

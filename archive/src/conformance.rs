@@ -9,7 +9,7 @@ use kinescope_api::{
 
 use kinescope_media::mkv::MetadataTag;
 
-use crate::{Catalog, CatalogError, FragmentRow, TimestampKind};
+use crate::{Catalog, CatalogError, FragmentRow, Relocation, StreamId, TimestampKind};
 
 fn name(s: &str) -> StreamName {
     StreamName::parse(s).unwrap()
@@ -54,6 +54,119 @@ pub async fn run(c: &dyn Catalog) {
     concurrent_updates_of_one_version_let_one_win(c).await;
     concurrent_tagging_stays_within_limit(c).await;
     fragments_are_recorded_in_number_order(c).await;
+    fragments_move_from_the_log_to_objects(c).await;
+}
+
+async fn fragments_move_from_the_log_to_objects(c: &dyn Catalog) {
+    let mut streams = Vec::new();
+    for n in ["pack-a", "pack-b"] {
+        let s = c
+            .create_stream(&info(n, 1), StorageTier::Hot, &Tags::new())
+            .await
+            .unwrap();
+        streams.push((s.id, c.add_track_header(s.id, b"h").await.unwrap()));
+    }
+    let row = |n: u64, (stream, header_id): (StreamId, i64), key: &str| FragmentRow {
+        stream,
+        number: FragmentNumber::parse(&format!("{:020}", 9_000_000 + n)).unwrap(),
+        producer_timestamp: Timestamp::from_millis(n as i64),
+        server_timestamp: Timestamp::from_millis(n as i64),
+        duration_ms: 1,
+        size: 5,
+        object_key: key.into(),
+        offset: 100 * n,
+        length: 5,
+        header_id,
+        metadata: Vec::new(),
+    };
+    let (a, b) = (streams[0], streams[1]);
+    // Interleaved in the log, as concurrent uploads are; one fragment already in an object.
+    let rows = [
+        row(1, a, "log/00000000000000000001"),
+        row(2, b, "log/00000000000000000001"),
+        row(3, a, "log/00000000000000000002"),
+        row(4, b, "log/00000000000000000002"),
+        row(5, a, "streams/x/0-0"),
+    ];
+    for r in &rows {
+        c.add_fragment(r).await.unwrap();
+    }
+    let in_log = c.fragments_in_log(100).await.unwrap();
+    let mine: Vec<_> = in_log
+        .iter()
+        .filter(|r| r.stream == a.0 || r.stream == b.0)
+        .cloned()
+        .collect();
+    assert_eq!(
+        mine,
+        vec![
+            rows[0].clone(),
+            rows[2].clone(),
+            rows[1].clone(),
+            rows[3].clone()
+        ],
+        "by stream, then number; not the packed one"
+    );
+    assert_eq!(c.fragments_in_log(1).await.unwrap().len(), 1);
+    let mut keys = c.log_keys_in_use().await.unwrap();
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["log/00000000000000000001", "log/00000000000000000002"]
+    );
+    // Stream a's fragments move into one object; a move whose old place is stale is skipped.
+    let moved = c
+        .relocate_fragments(&[
+            Relocation {
+                number: rows[0].number.clone(),
+                from_key: rows[0].object_key.clone(),
+                to_key: "streams/a/1-3".into(),
+                to_offset: 0,
+            },
+            Relocation {
+                number: rows[2].number.clone(),
+                from_key: rows[2].object_key.clone(),
+                to_key: "streams/a/1-3".into(),
+                to_offset: 5,
+            },
+            Relocation {
+                number: rows[1].number.clone(),
+                from_key: "log/00000000000000000009".into(),
+                to_key: "streams/b/2-2".into(),
+                to_offset: 0,
+            },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(moved, 2);
+    let now = c
+        .fragments_by_number(a.0, &[rows[0].number.clone(), rows[2].number.clone()])
+        .await
+        .unwrap();
+    assert!(
+        now.iter().all(|r| r.object_key == "streams/a/1-3"),
+        "{now:?}"
+    );
+    assert_eq!(now.len(), 2);
+    assert!(now.iter().any(|r| r.offset == 5 && r.length == 5));
+    assert_eq!(
+        c.fragments_in_log(100)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.stream == a.0 || r.stream == b.0)
+            .collect::<Vec<_>>(),
+        vec![rows[1].clone(), rows[3].clone()]
+    );
+    // Deleting a stream frees its part of the log.
+    let arn = c
+        .stream(&StreamRef::Name(name("pack-b")))
+        .await
+        .unwrap()
+        .info
+        .stream_arn;
+    c.delete_stream(&arn, None).await.unwrap();
+    assert!(c.log_keys_in_use().await.unwrap().is_empty());
 }
 
 async fn create_and_describe(c: &dyn Catalog) {

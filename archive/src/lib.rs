@@ -8,6 +8,7 @@ mod clock;
 mod log;
 mod numbers;
 mod object;
+mod pack;
 mod postgres;
 mod rows;
 mod service;
@@ -15,17 +16,18 @@ mod sqlite;
 mod store;
 
 pub use catalog::{
-    Catalog, CatalogError, FragmentRow, MAX_RETENTION_HOURS, MAX_TAGS, StreamId, StreamRecord,
-    TimestampKind,
+    Catalog, CatalogError, FragmentRow, MAX_RETENTION_HOURS, MAX_TAGS, Relocation, StreamId,
+    StreamRecord, TimestampKind,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use log::{FragmentLog, LogLocation, Recovery};
+pub use log::{Appended, FragmentLog, LogLocation, Recovery};
 pub use numbers::FragmentNumbers;
 pub use object::{ObjectBlobStore, PART_SIZE, PUT_THRESHOLD, S3Options, StoreUrl};
+pub use pack::{PackPolicy, PackReport, spawn_packer};
 pub use postgres::{PgCatalog, PgPoolSettings};
 pub use service::{
-    Archive, ArchiveError, Durability, LIVE_BUS_CAPACITY, LiveFragment, NewFragment, PendingFragment,
-    WRITE_QUEUE,
+    Archive, ArchiveError, Durability, LIVE_BUS_CAPACITY, LiveFragment, NewFragment,
+    PendingFragment, WRITE_QUEUE,
 };
 pub use sqlite::SqliteCatalog;
 pub use store::{BlobStore, BlobWriter, LocalStore};

@@ -50,6 +50,48 @@ pub struct LogLocation {
     pub length: u64,
 }
 
+/// A record made durable. Its segment is not removed while this lives: hold it until the
+/// fragment's catalog row is committed, so that packing, which removes segments no row points
+/// into, cannot remove it in between.
+#[derive(Debug)]
+pub struct Appended {
+    pub at: LogLocation,
+    _lease: Lease,
+}
+
+#[derive(Debug)]
+struct Lease {
+    shared: Arc<Shared>,
+    segment: u64,
+}
+
+impl Lease {
+    fn new(shared: &Arc<Shared>, segment: u64) -> Self {
+        *shared
+            .leases
+            .lock()
+            .expect("leases lock")
+            .entry(segment)
+            .or_default() += 1;
+        Self {
+            shared: shared.clone(),
+            segment,
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let mut leases = self.shared.leases.lock().expect("leases lock");
+        if let Some(n) = leases.get_mut(&self.segment) {
+            *n -= 1;
+            if *n == 0 {
+                leases.remove(&self.segment);
+            }
+        }
+    }
+}
+
 /// The catalog `object_key` of a segment.
 pub fn segment_key(segment: u64) -> String {
     format!("{KEY_PREFIX}{segment:020}")
@@ -76,6 +118,8 @@ struct Shared {
     files: Mutex<BTreeMap<u64, Arc<File>>>,
     /// The segment being appended to; every one below it is sealed.
     current: AtomicU64,
+    /// Records written but not yet recorded in the catalog, per segment.
+    leases: Mutex<BTreeMap<u64, usize>>,
     /// Set after a failed sync: the writer starts a new segment.
     roll: AtomicBool,
     spills: AtomicU64,
@@ -115,6 +159,7 @@ impl FragmentLog {
             dir,
             files: Mutex::default(),
             current: AtomicU64::new(first),
+            leases: Mutex::default(),
             roll: AtomicBool::new(false),
             spills: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
@@ -151,7 +196,7 @@ impl FragmentLog {
         record: LogRecord,
         stream: u64,
         number: u64,
-    ) -> io::Result<LogLocation> {
+    ) -> io::Result<Appended> {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(Append {
@@ -180,12 +225,17 @@ impl FragmentLog {
         .map_err(io::Error::other)?
     }
 
-    /// Segments no longer appended to, oldest first.
+    /// Segments no longer appended to and with no [`Appended`] alive, oldest first: once no
+    /// catalog row points into one, it can go.
     pub fn sealed_segments(&self) -> io::Result<Vec<u64>> {
         let current = self.shared.current.load(Ordering::Acquire);
+        let leased: Vec<u64> = {
+            let leases = self.shared.leases.lock().expect("leases lock");
+            leases.keys().copied().collect()
+        };
         Ok(list_segments(&self.shared.dir)?
             .into_iter()
-            .filter(|&s| s < current)
+            .filter(|s| *s < current && !leased.contains(s))
             .collect())
     }
 
@@ -197,7 +247,11 @@ impl FragmentLog {
                 "the open segment cannot be removed",
             ));
         }
-        self.shared.files.lock().expect("files lock").remove(&segment);
+        self.shared
+            .files
+            .lock()
+            .expect("files lock")
+            .remove(&segment);
         std::fs::remove_file(segment_path(&self.shared.dir, segment))
     }
 
@@ -290,14 +344,14 @@ struct Append {
     stream: u64,
     number: u64,
     record: LogRecord,
-    reply: oneshot::Sender<io::Result<LogLocation>>,
+    reply: oneshot::Sender<io::Result<Appended>>,
 }
 
 /// A record written, waiting for the sync that makes it durable.
 struct Written {
     file: Arc<File>,
-    at: LogLocation,
-    reply: oneshot::Sender<io::Result<LogLocation>>,
+    appended: Appended,
+    reply: oneshot::Sender<io::Result<Appended>>,
 }
 
 struct OpenSegment {
@@ -337,7 +391,7 @@ impl Shared {
 }
 
 fn write_loop(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     mut open: OpenSegment,
     rx: &mpsc::Receiver<Append>,
     synced: &mpsc::Sender<Written>,
@@ -353,14 +407,19 @@ fn write_loop(
             }
         }
         let start = open.len;
+        // Taken before the record exists, so the segment cannot look free while it is written.
+        let lease = Lease::new(shared, open.id);
         match write_record(&open.file, start, a.stream, a.number, a.record) {
             Ok(at) => {
                 open.len = at.offset + at.length;
                 let w = Written {
                     file: open.file.clone(),
-                    at: LogLocation {
-                        segment: open.id,
-                        ..at
+                    appended: Appended {
+                        at: LogLocation {
+                            segment: open.id,
+                            ..at
+                        },
+                        _lease: lease,
                     },
                     reply: a.reply,
                 };
@@ -455,7 +514,7 @@ fn sync_loop(shared: &Shared, rx: &mpsc::Receiver<Written>) {
         }
         for w in batch {
             let answer = match &result {
-                Ok(()) => Ok(w.at),
+                Ok(()) => Ok(w.appended),
                 Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
             };
             let _ = w.reply.send(answer);
@@ -527,7 +586,7 @@ mod tests {
         for p in parts {
             r.write(vec![Bytes::from_static(p)]).await.unwrap();
         }
-        log.append(r, stream, 7).await.unwrap()
+        log.append(r, stream, 7).await.unwrap().at
     }
 
     #[tokio::test]
@@ -559,6 +618,11 @@ mod tests {
         let c = append(&log, 1, &[b"third"]).await;
         assert_eq!(c.segment, 2);
         assert_eq!(log.sealed_segments().unwrap(), vec![1]);
+        // Not while a record in it is not yet in the catalog.
+        let held = Lease::new(&log.shared, 1);
+        assert!(log.sealed_segments().unwrap().is_empty());
+        drop(held);
+        assert_eq!(log.sealed_segments().unwrap(), vec![1]);
         assert!(log.remove_segment(2).is_err(), "not the open segment");
         log.remove_segment(1).unwrap();
         assert_eq!(
@@ -581,10 +645,7 @@ mod tests {
         bytes[b.offset as usize] ^= 1;
         std::fs::write(&path, &bytes).unwrap();
         let (log, recovery) = FragmentLog::open(dir.path()).unwrap();
-        assert_eq!(
-            std::fs::metadata(&path).unwrap().len(),
-            a.offset + a.length
-        );
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), a.offset + a.length);
         assert_eq!(recovery.truncated, 2 * HEADER_LEN + 6 + 5);
         assert_eq!(&log.read(a).await.unwrap()[..], b"first");
     }
@@ -602,7 +663,7 @@ mod tests {
         assert!(r.spill.is_some(), "past the threshold, on disk");
         assert!(r.buffered < SPILL_THRESHOLD);
         let spill_path = r.spill.as_ref().unwrap().path.clone();
-        let at = log.append(r, 1, 1).await.unwrap();
+        let at = log.append(r, 1, 1).await.unwrap().at;
         assert!(!spill_path.exists(), "spill files go once copied");
         let back = log.read(at).await.unwrap();
         assert_eq!(back.len(), 6 * (1 << 20) + 4);
@@ -614,7 +675,10 @@ mod tests {
             r.write(vec![chunk.clone()]).await.unwrap();
         }
         drop(r);
-        assert_eq!(std::fs::read_dir(dir.path().join("spill")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("spill")).unwrap().count(),
+            0
+        );
         // Reopened, the record is intact (its CRC covers the spilled bytes too).
         drop(log);
         let (_, recovery) = FragmentLog::open(dir.path()).unwrap();
@@ -633,7 +697,7 @@ mod tests {
                 tokio::spawn(async move {
                     let mut r = log.record();
                     r.write(vec![payload]).await.unwrap();
-                    log.append(r, i, i).await.unwrap()
+                    log.append(r, i, i).await.unwrap().at
                 })
             })
             .collect();

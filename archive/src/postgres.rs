@@ -20,10 +20,13 @@ use kinescope_api::{
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Row, Transaction};
 
-use crate::catalog::{FragmentRow, MAX_RETENTION_HOURS, MAX_TAGS, StreamId, TimestampKind};
+use crate::catalog::{
+    FragmentRow, MAX_RETENTION_HOURS, MAX_TAGS, Relocation, StreamId, TimestampKind,
+};
 use crate::rows::{
-    FRAGMENT_COLUMNS, STREAM_COLUMNS, corrupt, encode_metadata, fragment_from_row, int,
-    missing_stream, stream_from_row, ts_column,
+    FRAGMENT_COLUMNS, FRAGMENTS_IN_LOG, LOG_KEYS_IN_USE, RELOCATE, STREAM_COLUMNS, corrupt,
+    encode_metadata, fragment_from_row, int, log_fragment_from_row, missing_stream,
+    stream_from_row, ts_column,
 };
 use crate::{Catalog, CatalogError, StreamRecord};
 
@@ -678,6 +681,39 @@ impl Catalog for PgCatalog {
                 .fetch_optional(&self.pool)
                 .await?,
         )
+    }
+
+    async fn fragments_in_log(&self, limit: u32) -> Result<Vec<FragmentRow>, CatalogError> {
+        sqlx::query(FRAGMENTS_IN_LOG)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(log_fragment_from_row)
+            .collect()
+    }
+
+    async fn relocate_fragments(&self, moves: &[Relocation]) -> Result<u64, CatalogError> {
+        let mut tx = self.pool.begin().await?;
+        let mut moved = 0;
+        for m in moves {
+            moved += sqlx::query(RELOCATE)
+                .bind(&m.to_key)
+                .bind(int(m.to_offset))
+                .bind(m.number.as_str())
+                .bind(&m.from_key)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(moved)
+    }
+
+    async fn log_keys_in_use(&self) -> Result<Vec<String>, CatalogError> {
+        Ok(sqlx::query_scalar(LOG_KEYS_IN_USE)
+            .fetch_all(&self.pool)
+            .await?)
     }
 }
 

@@ -18,6 +18,21 @@ pub(crate) const STREAM_COLUMNS: &str = "id, name, arn, device_name, media_type,
 pub(crate) const FRAGMENT_COLUMNS: &str = "fragment_number, producer_ts_ms, server_ts_ms, \
      duration_ms, size_bytes, object_key, object_offset, object_length, header_id, metadata";
 
+/// Fragments in the fragment log, in packing order, with their stream id after
+/// [`FRAGMENT_COLUMNS`]: read through the partial index `fragments_in_log`, whose condition
+/// this repeats word for word (both databases use a partial index only then).
+pub(crate) const FRAGMENTS_IN_LOG: &str = "SELECT fragment_number, producer_ts_ms, server_ts_ms, \
+     duration_ms, size_bytes, object_key, object_offset, object_length, header_id, metadata, \
+     stream_id FROM fragments WHERE object_key LIKE 'log/%' ORDER BY stream_id, fragment_number \
+     LIMIT $1";
+
+pub(crate) const LOG_KEYS_IN_USE: &str =
+    "SELECT DISTINCT object_key FROM fragments WHERE object_key LIKE 'log/%'";
+
+/// One [`Relocation`](crate::catalog::Relocation), guarded by the old place.
+pub(crate) const RELOCATE: &str = "UPDATE fragments SET object_key = $1, object_offset = $2 \
+     WHERE fragment_number = $3 AND object_key = $4";
+
 /// The column of a timestamp kind.
 pub(crate) fn ts_column(kind: TimestampKind) -> &'static str {
     match kind {
@@ -99,6 +114,17 @@ where
         header_id: row.try_get(8)?,
         metadata: decode_metadata(row.try_get(9)?)?,
     })
+}
+
+/// A row of [`FRAGMENTS_IN_LOG`].
+pub(crate) fn log_fragment_from_row<'r, R>(row: &'r R) -> Result<FragmentRow, CatalogError>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    fragment_from_row(row, StreamId(row.try_get(10)?))
 }
 
 /// A stream row selected as [`STREAM_COLUMNS`].

@@ -230,6 +230,14 @@ impl Archive {
         &self.catalog
     }
 
+    pub fn store(&self) -> &Arc<dyn BlobStore> {
+        &self.store
+    }
+
+    pub fn log(&self) -> &FragmentLog {
+        &self.log
+    }
+
     /// Every fragment of `stream` committed from now on, in commit order. A receiver that
     /// falls more than [`LIVE_BUS_CAPACITY`] fragments behind gets `Lagged` and must catch up
     /// from the catalog.
@@ -312,12 +320,16 @@ impl Archive {
         mut f: NewFragment,
     ) -> Result<FragmentRow, ArchiveError> {
         pending.write(std::mem::take(&mut f.rest)).await?;
+        // Keeps the log segment while its row is not yet committed.
+        let mut lease = None;
         let (key, offset, size) = match pending.0 {
             Pending::Log(record) => {
                 let number = f.number.as_str().parse().map_err(|_| {
                     std::io::Error::other(format!("fragment number {} is not a u64", f.number))
                 })?;
-                let at = self.log.append(*record, f.stream.0 as u64, number).await?;
+                let appended = self.log.append(*record, f.stream.0 as u64, number).await?;
+                let at = appended.at;
+                lease = Some(appended);
                 (segment_key(at.segment), at.offset, at.length)
             }
             Pending::Object(object) => {
@@ -334,6 +346,7 @@ impl Archive {
         }
         let live = f.into_live(key, offset, size);
         self.catalog.add_fragment(&live.row).await?;
+        drop(lease);
         let row = live.row.clone();
         self.publish(live);
         Ok(row)
@@ -353,16 +366,35 @@ impl Archive {
         }
     }
 
-    /// The stored bytes of a fragment, from the log or the store.
+    /// The stored bytes of a fragment, from the log or the store. A fragment packed (and its
+    /// log segment removed) since `row` was read is found where its row says now.
     pub async fn fragment_bytes(&self, row: &FragmentRow) -> Result<Bytes, ArchiveError> {
-        if let Some(segment) = parse_segment_key(&row.object_key) {
-            let at = LogLocation {
-                segment,
-                offset: row.offset,
-                length: row.length,
-            };
-            return Ok(self.log.read(at).await?);
+        let Some(segment) = parse_segment_key(&row.object_key) else {
+            return self.object_bytes(row).await;
+        };
+        let at = LogLocation {
+            segment,
+            offset: row.offset,
+            length: row.length,
+        };
+        match self.log.read(at).await {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let now = self
+                    .catalog
+                    .fragments_by_number(row.stream, std::slice::from_ref(&row.number))
+                    .await?;
+                match now.first() {
+                    Some(moved) if parse_segment_key(&moved.object_key).is_none() => {
+                        self.object_bytes(moved).await
+                    }
+                    _ => Err(ArchiveError::Store(e)),
+                }
+            }
+            read => Ok(read?),
         }
+    }
+
+    async fn object_bytes(&self, row: &FragmentRow) -> Result<Bytes, ArchiveError> {
         Ok(self
             .store
             .get(&row.object_key, row.offset..row.offset + row.length)

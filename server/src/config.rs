@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
-use kinescope_archive::StoreUrl;
+use kinescope_archive::{PackPolicy, StoreUrl};
 use serde::Deserialize;
 
 #[derive(Debug, Parser)]
@@ -95,6 +95,13 @@ pub struct ServeArgs {
     #[arg(long, env = "KINESCOPE_PERSIST_TO_STORE", value_parser = BoolishValueParser::new(),
           num_args = 0..=1, default_missing_value = "true")]
     pub persist_to_store: Option<bool>,
+    /// Packing: a stream's fragments move from the local fragment log into one object per this
+    /// many seconds of media (and a stream quiet this long has its last ones packed).
+    #[arg(long, env = "KINESCOPE_PACK_SECONDS")]
+    pub pack_seconds: Option<u64>,
+    /// Packing: an object holds at most this many bytes.
+    #[arg(long, env = "KINESCOPE_PACK_BYTES")]
+    pub pack_bytes: Option<u64>,
     /// The catalog: sqlite://PATH (default DATA_DIR/catalog.db) or postgres://… (query keys
     /// max_connections, acquire_timeout and statement_timeout set the pool).
     #[arg(long, env = "KINESCOPE_CATALOG")]
@@ -185,6 +192,8 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub store: Option<String>,
     pub persist_to_store: Option<bool>,
+    pub pack_seconds: Option<u64>,
+    pub pack_bytes: Option<u64>,
     pub catalog: Option<String>,
     pub listen: Option<SocketAddr>,
     pub public_url: Option<String>,
@@ -288,6 +297,7 @@ pub struct Config {
     /// `None`: `DATA_DIR/media` (see [`Config::store`]).
     pub store: Option<StoreUrl>,
     pub persist_to_store: bool,
+    pub pack: PackPolicy,
     /// `None`: `DATA_DIR/catalog.db` (see [`Config::catalog`]).
     pub catalog: Option<CatalogUrl>,
     pub listen: SocketAddr,
@@ -448,6 +458,21 @@ impl Config {
                 .persist_to_store
                 .or(file.persist_to_store)
                 .unwrap_or(false),
+            pack: {
+                let defaults = PackPolicy::default();
+                let seconds = args.pack_seconds.or(file.pack_seconds);
+                let max_ms = seconds.map_or(defaults.max_duration_ms, |s| s.max(1) * 1000);
+                PackPolicy {
+                    max_duration_ms: max_ms,
+                    max_age_ms: max_ms,
+                    max_bytes: args
+                        .pack_bytes
+                        .or(file.pack_bytes)
+                        .unwrap_or(defaults.max_bytes)
+                        .max(1),
+                    ..defaults
+                }
+            },
             catalog,
             listen,
             public_url,

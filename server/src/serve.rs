@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use kinescope_archive::{
     Archive, Catalog, Clock, Durability, FragmentLog, PgCatalog, SqliteCatalog, SystemClock,
+    spawn_packer,
 };
 use kinescope_playback::{Player, SessionKey};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
@@ -78,6 +79,12 @@ pub async fn run(mut config: Config) -> Result<(), BoxError> {
     tracing::info!(store = %store_url, ?durability, log_segments = recovery.segments,
         torn_bytes_cut = recovery.truncated, "fragment store and log");
     let archive = Arc::new(Archive::open(catalog.clone(), store, log, durability).await?);
+    spawn_packer(
+        archive.clone(),
+        clock.clone(),
+        config.pack.clone(),
+        Duration::from_secs(1),
+    );
 
     let (auth, shown) = if config.allow_anonymous {
         (Auth::Anonymous, Shown::Anonymous)

@@ -151,6 +151,26 @@ def psql_rows(url, sql, *params):
     return [tuple(line.split("\x1f")) for line in out.splitlines() if line]
 
 
+def fragment_path(server, key):
+    """The file holding a catalog row's `object_key`: a fragment-log segment (`log/<n>`) or an
+    object of the default file:// store."""
+    if key.startswith("log/"):
+        return server.data_dir / "log" / f"{key[4:]}.seg"
+    return server.data_dir / "media" / key
+
+
+def stored_fragment(server, key, offset, length):
+    """The bytes a catalog row points at, read from the data directory (not through the server)."""
+    with open(fragment_path(server, key), "rb") as f:
+        f.seek(int(offset))
+        return f.read(int(length))
+
+
+def leftovers(server):
+    """Files a refused or abandoned fragment must not leave: partial objects and log spill files."""
+    return [*(server.data_dir / "media").rglob("*.partial"), *(server.data_dir / "log" / "spill").glob("*")]
+
+
 def pytest_sessionfinish(session, exitstatus):
     for db in PG_DATABASES:
         psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")

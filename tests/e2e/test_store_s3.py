@@ -1,15 +1,18 @@
-"""`--store s3://…` end to end (issue 11, design/0013): the real binary keeps fragment bytes in a
-real S3-compatible server, `s3s-fs` 0.14.1 (installed by scripts/install-test-deps; it checks
-SigV4 signatures), started here on a free port over a temporary directory. A PutMedia upload is
-PERSISTED, and GetMedia, ListFragments + GetMediaForFragmentList and an HLS session read its
-bytes back from the bucket; nothing is written under DATA_DIR/media.
+"""`--store s3://…` end to end (issue 11, design/0013 and 0014): the real binary keeps fragment
+bytes in a real S3-compatible server, `s3s-fs` 0.14.1 (installed by scripts/install-test-deps; it
+checks SigV4 signatures), started here on a free port over a temporary directory. A PutMedia
+upload is PERSISTED from the local fragment log, packed into one object of the bucket, and
+GetMedia, ListFragments + GetMediaForFragmentList and an HLS session read its bytes back from
+there; nothing is written under DATA_DIR/media. The S3 server stopped for 10 s during an upload
+delays packing, never PERSISTED; with `--persist-to-store` it fails fragments, never loses one.
 
 Then the ingest, GetMedia, ListFragments and GetMediaForFragmentList suites (test_putmedia.py,
 test_getmedia.py, test_archived.py) run unchanged against servers on `--store s3://media`: their
 tests are collected here a second time, with this module's `server`, `srv` and `strict` fixtures
 in place of theirs. Each of those servers has its own s3s-fs whose root is the server's data
 directory, so bucket `media` is DATA_DIR/media and the tests that look at stored bytes there
-see the S3 objects. Fails (never skips) when s3s-fs is missing."""
+see the S3 objects; they pack every second, so reads meet fragments in the log, in the bucket
+and moving between them. Fails (never skips) when s3s-fs is missing."""
 
 import os
 import pathlib
@@ -46,20 +49,25 @@ def s3s_fs_binary():
 
 
 class S3sFs:
-    """A running s3s-fs over `root` (each directory in it a bucket), killed by `stop`."""
+    """A running s3s-fs over `root` (each directory in it a bucket), killed by `stop`, started
+    again on the same port by `start`."""
 
     def __init__(self, root):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.endpoint = f"http://127.0.0.1:{port}"
-        self.proc = subprocess.Popen([s3s_fs_binary(), "--host", "127.0.0.1", "--port", str(port),
-                                      "--access-key", S3_AK, "--secret-key", S3_SK, str(root)],
+            self.port = s.getsockname()[1]
+        self.root = root
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.start()
+
+    def start(self):
+        self.proc = subprocess.Popen([s3s_fs_binary(), "--host", "127.0.0.1", "--port", str(self.port),
+                                      "--access-key", S3_AK, "--secret-key", S3_SK, str(self.root)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 20
         while True:
             try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
                 return
             except OSError:
                 assert self.proc.poll() is None, f"s3s-fs exited: {self.proc.returncode}"
@@ -69,6 +77,19 @@ class S3sFs:
     def stop(self):
         self.proc.kill()
         self.proc.wait()
+
+
+def objects(root):
+    return [p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")]
+
+
+def wait_packed(root, size, timeout=30):
+    """Until the objects under `root` hold `size` bytes (every fragment packed); the objects."""
+    deadline = time.time() + timeout
+    while sum(p.stat().st_size for p in objects(root)) < size:
+        assert time.time() < deadline, f"not packed: {objects(root)}"
+        time.sleep(0.2)
+    return objects(root)
 
 
 S3_ENV = {"AWS_ACCESS_KEY_ID": S3_AK, "AWS_SECRET_ACCESS_KEY": S3_SK}
@@ -88,7 +109,8 @@ def s3(tmp_path_factory):
 def s3srv(s3, tmp_path_factory):
     endpoint, _ = s3
     url = f"s3://{BUCKET}/{PREFIX}?endpoint={endpoint}&region=us-east-1&allow_http=true&path_style=true"
-    s = start(tmp_path_factory.mktemp("s3-server"), *CRED_ARGS, "--no-tls", "--store", url, env=S3_ENV)
+    s = start(tmp_path_factory.mktemp("s3-server"), *CRED_ARGS, "--no-tls", "--store", url, "--pack-seconds", "4",
+              env=S3_ENV)
     assert_on_s3(s, f"{BUCKET}/{PREFIX}")
     yield s
     assert s.stop() == 0
@@ -107,7 +129,7 @@ def s3_backed(tmp_path_factory, name, *args):
     s3 = S3sFs(tmp / "data")
     url = f"s3://media?endpoint={s3.endpoint}&region=us-east-1&allow_http=true"
     try:
-        s = start(tmp, *CRED_ARGS, "--store", url, *args, env=S3_ENV)
+        s = start(tmp, *CRED_ARGS, "--store", url, "--pack-seconds", "1", *args, env=S3_ENV)
         assert_on_s3(s, "media/")
         return s, s3
     except Exception:
@@ -137,10 +159,11 @@ def test_upload_and_every_read_path_through_s3(s3srv, s3):
     after = time.time()
     assert len(persisted) == n
 
-    # The bytes are objects in the bucket, under the prefix, one key per fragment; none on disk.
-    objects = [p for p in (root / BUCKET / PREFIX).rglob("*") if p.is_file()]
-    assert len(objects) == n, objects
-    assert sum(p.stat().st_size for p in objects) > 0
+    # Packed: the three fragments (5.4 s) are one object in the bucket, under the prefix, once
+    # the stream has been quiet for 4 s; nothing under DATA_DIR/media.
+    packed = wait_packed(root / BUCKET / PREFIX, sum(e - o for o, e, _ in clusters(data)))
+    assert len(packed) == 1, packed
+    assert packed[0].relative_to(root / BUCKET / PREFIX).parts[0] == "streams"
     media_dir = srv.data_dir / "media"
     assert not media_dir.exists() or not any(p.is_file() for p in media_dir.rglob("*"))
 
@@ -186,13 +209,17 @@ def test_upload_and_every_read_path_through_s3(s3srv, s3):
     assert total > 0
 
 
-def test_a_wrong_s3_secret_fails_the_fragment_not_the_server(s3, tmp_path):
-    """s3s-fs checks signatures: with a wrong secret the fragment gets an ERROR, never PERSISTED."""
+@pytest.mark.parametrize("persist_to_store", [False, True])
+def test_a_wrong_s3_secret_fails_packing_or_the_fragment_not_the_server(s3, tmp_path, persist_to_store):
+    """s3s-fs checks signatures. With a wrong secret and `--persist-to-store`, each fragment gets an
+    ERROR, never PERSISTED. By default fragments are PERSISTED from the log and readable; packing
+    keeps failing (and retrying), and the bucket stays empty."""
     from putmedia_client import PutMedia
-    endpoint, _ = s3
-    url = f"s3://{BUCKET}/wrong?endpoint={endpoint}&region=us-east-1&allow_http=true"
+    endpoint, root = s3
+    url = f"s3://{BUCKET}/wrong-{persist_to_store}?endpoint={endpoint}&region=us-east-1&allow_http=true"
     env = dict(S3_ENV, AWS_SECRET_ACCESS_KEY="not-" + S3_SK)
-    s = start(tmp_path, *CRED_ARGS, "--no-tls", "--store", url, env=env)
+    mode = ["--persist-to-store"] if persist_to_store else []
+    s = start(tmp_path, *CRED_ARGS, "--no-tls", "--store", url, "--pack-seconds", "1", *mode, env=env)
     try:
         stream = new_stream(s)
         data = (MKV / "producer-c-1.6.4_h264_aac_putmedia.mkv").read_bytes()
@@ -200,10 +227,60 @@ def test_a_wrong_s3_secret_fails_the_fragment_not_the_server(s3, tmp_path):
         pm.send(data)
         pm.end()
         acks = pm.finish(120)
-        assert not [a for a in acks if a["EventType"] == "PERSISTED"], acks
-        assert [a for a in acks if a["EventType"] == "ERROR"], acks
+        persisted = [a for a in acks if a["EventType"] == "PERSISTED"]
+        errors = [a for a in acks if a["EventType"] == "ERROR"]
+        if persist_to_store:
+            assert not persisted and errors, acks
+            assert {a["ErrorId"] for a in errors} == {5001}, errors
+        else:
+            assert len(persisted) == 3 and not errors, acks
+            time.sleep(3)
+            media = s.client("kinesis-video-media", endpoint=s.client().get_data_endpoint(
+                StreamName=stream, APIName="GET_MEDIA")["DataEndpoint"])
+            body = media.get_media(StreamName=stream, StartSelector={"StartSelectorType": "EARLIEST"})["Payload"].read()
+            assert len(clusters(body)) == 3
+        bucket = root / BUCKET / f"wrong-{persist_to_store}"
+        assert not bucket.exists() or not objects(bucket)
+        assert s.proc.poll() is None
     finally:
         s.stop()
+
+
+def test_s3_outage_during_an_upload(tmp_path):
+    """The S3 server is stopped for 10 s during a 30 s upload: every fragment is still PERSISTED
+    (from the log) and packing catches up afterwards; every fragment is readable at the end."""
+    from test_playback import Producer, live_media
+    (tmp_path / "s3" / "media").mkdir(parents=True)
+    s3 = S3sFs(tmp_path / "s3")
+    url = f"s3://media?endpoint={s3.endpoint}&region=us-east-1&allow_http=true"
+    s = start(tmp_path, *CRED_ARGS, "--no-tls", "--store", url, "--pack-seconds", "2", env=S3_ENV)
+    try:
+        stream = new_stream(s)
+        data, pace = live_media(tmp_path, 30)
+        producer = Producer(s, stream, data, pace)
+        producer.start()
+        producer.wait_persisted(3)
+        s3.stop()
+        outage = time.time()
+        time.sleep(10)
+        during = sum(a["EventType"] == "PERSISTED" for a in list(producer.pm.acks))
+        s3.start()
+        producer.join(90)
+        assert producer.error is None
+        acks = producer.pm.acks
+        persisted = [a for a in acks if a["EventType"] == "PERSISTED"]
+        assert not [a for a in acks if a["EventType"] == "ERROR"], acks
+        assert len(persisted) >= 28, len(persisted)
+        assert during >= 3 + 8, f"PERSISTED went on during the outage: {during} by {time.time() - outage:.0f} s"
+        size = sum(e - o for o, e, _ in clusters(data))
+        wait_packed(tmp_path / "s3" / "media", size, timeout=90)
+        media = s.client("kinesis-video-media", endpoint=s.client().get_data_endpoint(
+            StreamName=stream, APIName="GET_MEDIA")["DataEndpoint"])
+        body = media.get_media(StreamName=stream, StartSelector={"StartSelectorType": "EARLIEST"})["Payload"].read()
+        assert len(clusters(body)) == len(persisted)
+    finally:
+        s.stop()
+        s3.stop()
 
 
 # ---------------------------------------------------------------- the suites again, on S3
