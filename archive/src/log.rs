@@ -632,6 +632,43 @@ mod tests {
         assert_eq!(&log.read(c).await.unwrap()[..], b"third");
     }
 
+    /// A full disk, simulated by the file-size limit (writes past it fail with EFBIG, as with
+    /// ENOSPC). The limit is per process: this relies on nextest running each test in its own.
+    #[tokio::test]
+    async fn a_failed_write_fails_that_fragment_only_and_later_ones_persist() {
+        if std::env::var_os("NEXTEST").is_none() {
+            eprintln!("skipped: needs a process of its own (cargo nextest)");
+            return;
+        }
+        // Caught rather than fatal (its default action ends the process): writes past the
+        // limit then fail with EFBIG.
+        let _xfsz =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(libc::SIGXFSZ))
+                .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = FragmentLog::open(dir.path()).unwrap();
+        let a = append(&log, 1, &[b"first"]).await;
+        let end = a.offset + a.length;
+        let (soft, hard) = rlimit::getrlimit(rlimit::Resource::FSIZE).unwrap();
+        // Room for the next header and part of its payload, not all of it.
+        rlimit::setrlimit(rlimit::Resource::FSIZE, end + HEADER_LEN + 100, hard).unwrap();
+        let mut r = log.record();
+        r.write(vec![Bytes::from(vec![1; 1000])]).await.unwrap();
+        let failed = log.append(r, 1, 8).await;
+        rlimit::setrlimit(rlimit::Resource::FSIZE, soft, hard).unwrap();
+        assert!(failed.is_err(), "the write past the limit fails");
+        let path = segment_path(dir.path(), 1);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), end, "cut back");
+        // Space again: the next fragment persists right after the last good one.
+        let c = append(&log, 1, &[b"after"]).await;
+        assert_eq!(c.offset, end + HEADER_LEN);
+        drop(log);
+        let (log, recovery) = FragmentLog::open(dir.path()).unwrap();
+        assert_eq!(recovery.truncated, 0, "nothing torn");
+        assert_eq!(&log.read(a).await.unwrap()[..], b"first");
+        assert_eq!(&log.read(c).await.unwrap()[..], b"after");
+    }
+
     #[tokio::test]
     async fn a_corrupt_payload_is_cut_with_everything_after_it() {
         let dir = tempfile::tempdir().unwrap();

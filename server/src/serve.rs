@@ -142,11 +142,15 @@ pub async fn run(mut config: Config) -> Result<(), BoxError> {
         .install_recorder()
         .map_err(|e| format!("cannot install the metrics recorder: {e}"))?;
     let upkeep = metrics.clone();
+    let log_archive = archive.clone();
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
-        loop {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        for n in 0u64.. {
             tick.tick().await;
-            upkeep.run_upkeep();
+            metrics::counter!("kinescope_log_syncs_total").absolute(log_archive.log().syncs());
+            if n % 5 == 0 {
+                upkeep.run_upkeep();
+            }
         }
     });
 
