@@ -34,6 +34,9 @@ import xml.etree.ElementTree as ET
 HERE = pathlib.Path(__file__).resolve().parent
 NODE_MODULES = HERE / "node_modules"
 CHROMIUM = os.environ.get("KINESCOPE_CHROMIUM", "/usr/bin/chromium")
+# KINESCOPE_PLAYER_DEBUG=<directory>: hls.js and dash.js log at debug level, and each play_in_browser
+# writes its whole browser console (with a timestamp per line) to <directory>/<kind>-<time>.log.
+PLAYER_DEBUG = os.environ.get("KINESCOPE_PLAYER_DEBUG")
 # TESTING.md's flags; playwright itself adds --headless, --no-sandbox and a --user-data-dir.
 CHROMIUM_ARGS = [
     "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -229,7 +232,7 @@ def play_in_browser(url, kind, *, live=False, seconds=5.0, expect_end=False, sta
     _require(NODE_MODULES / "dashjs" / "dist" / "modern" / "umd" / "dash.all.min.js", "npm dashjs")
     wall0 = time.monotonic()
     page_url = _page_base() + "player.html?" + urllib.parse.urlencode(
-        {"kind": kind, "src": url, "live": "1" if live else "0"})
+        {"kind": kind, "src": url, "live": "1" if live else "0", **({"debug": "1"} if PLAYER_DEBUG else {})})
     res = PlayResult(url=url, kind=kind)
     profile = tempfile.mkdtemp(prefix="kinescope-chromium-")
     state = {}
@@ -241,7 +244,8 @@ def play_in_browser(url, kind, *, live=False, seconds=5.0, expect_end=False, sta
             try:
                 ctx.set_default_timeout(15_000)
                 page = ctx.pages[0] if ctx.pages else ctx.new_page()
-                page.on("console", lambda m: res.console.append(f"[{m.type}] {m.text}"))
+                page.on("console", lambda m: res.console.append(
+                    f"{time.monotonic() - wall0:.3f} [{m.type}] {m.text}" if PLAYER_DEBUG else f"[{m.type}] {m.text}"))
                 page.on("pageerror", lambda e: res.console.append(f"[pageerror] {e}"))
                 page.on("requestfailed", lambda r: res.console.append(f"[requestfailed] {r.url} {r.failure}"))
                 page.on("response", lambda r: r.status >= 400 and res.console.append(f"[http {r.status}] {r.url}"))
@@ -310,6 +314,10 @@ def play_in_browser(url, kind, *, live=False, seconds=5.0, expect_end=False, sta
         for i, png in enumerate(res.screenshots):
             pathlib.Path(screenshot_dir, f"{kind}-shot{i}.png").write_bytes(png)
     res.wall_s = time.monotonic() - wall0
+    if PLAYER_DEBUG:
+        pathlib.Path(PLAYER_DEBUG).mkdir(parents=True, exist_ok=True)
+        log = pathlib.Path(PLAYER_DEBUG, f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log")
+        log.write_text(res.report() + "\n\nwhole browser console:\n" + "\n".join(res.console) + "\n")
     return res
 
 
