@@ -123,6 +123,7 @@ class PlayResult:
     kind: str
     player: str = ""
     started_after_s: float | None = None   # page script start -> currentTime > 0 while playing
+    start_position: float | None = None    # currentTime where playback started (after a seek to the live edge)
     times: list = dataclasses.field(default_factory=list, repr=False)
     ended: bool = False              # the <video> fired 'ended'
     reached_end: bool = False        # currentTime got to the (finite) duration, 'ended' or not
@@ -140,12 +141,16 @@ class PlayResult:
 
     @property
     def advanced_s(self):
-        """How far currentTime moved while it was sampled."""
-        return (self.times[-1][1] - self.times[0][1]) if self.times else 0.0
+        """How far currentTime moved from where playback started (a live player's initial seek from 0 to
+        the live edge is no advance); from the first sample if it never started."""
+        if not self.times:
+            return 0.0
+        start = self.start_position if self.start_position is not None else self.times[0][1]
+        return self.times[-1][1] - start
 
     def report(self):
         return "\n".join([
-            f"{self.player} playing {self.url}: started after {self.started_after_s} s, advanced {self.advanced_s:.2f} s, "
+            f"{self.player} playing {self.url}: started after {self.started_after_s} s at {self.start_position}, advanced {self.advanced_s:.2f} s, "
             f"ended={self.ended}, reached_end={self.reached_end}, size={self.video_size}, duration={self.duration}, frames_differ={self.frames_differ} "
             f"({self.differing_pixels:.3f}), first_frame_blank={self.first_frame_blank}, wall {self.wall_s:.1f} s",
             "errors: " + json.dumps(self.errors, indent=1),
@@ -299,6 +304,7 @@ def play_in_browser(url, kind, *, live=False, seconds=5.0, expect_end=False, sta
         shutil.rmtree(profile, ignore_errors=True)
     res.player = state.get("player") or ""
     res.started_after_s = state.get("startedAfter")
+    res.start_position = state.get("startPosition")
     res.times = [tuple(t) for t in state.get("samples", [])]
     res.ended = bool(state.get("ended"))
     res.errors = list(state.get("errors", [])) + [c for c in res.console if c.startswith("[pageerror]")]
