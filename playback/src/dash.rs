@@ -64,15 +64,16 @@ pub(crate) async fn manifest(
             PlaybackMode::LiveReplay => session.created,
             _ => kinescope_api::Timestamp::from_millis(0),
         };
+        let (update, depth, delay) = live_timing(target_ms as i64, span_ms);
         let _ = write!(
             out,
             " type=\"dynamic\" availabilityStartTime=\"{}\" publishTime=\"{}\" \
              minimumUpdatePeriod=\"{}\" timeShiftBufferDepth=\"{}\" suggestedPresentationDelay=\"{}\"",
             iso8601_millis(ast),
             iso8601_millis(now),
-            duration(target_ms as i64),
-            duration(span_ms.max(target_ms as i64 * 2)),
-            duration(target_ms as i64 * 2),
+            duration(update),
+            duration(depth),
+            duration(delay),
         );
     }
     out.push_str(">\n  <Period id=\"0\" start=\"PT0S\">\n");
@@ -176,7 +177,35 @@ fn adaptation_set(
     );
 }
 
+/// A dynamic MPD's `minimumUpdatePeriod`, `timeShiftBufferDepth` and
+/// `suggestedPresentationDelay` (ms), for the window's longest segment and its span: reload
+/// every segment, play two segments behind now, and keep the time shift buffer longer than
+/// that delay (DASH-IF timing model, "Presentation delay": no zero or negative effective time
+/// shift buffer), also while a new session's window holds only one or two fragments.
+fn live_timing(target_ms: i64, span_ms: i64) -> (i64, i64, i64) {
+    let delay = target_ms * 2;
+    (target_ms, span_ms.max(delay + target_ms), delay)
+}
+
 /// An `xs:duration` in seconds with milliseconds.
 fn duration(ms: i64) -> String {
     format!("PT{}.{:03}S", ms / 1000, ms.rem_euclid(1000))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_time_shift_buffer_outlasts_the_presentation_delay() {
+        // One fragment in a new session's window, a full window, a long one.
+        for (target, span) in [(1000, 1000), (1001, 2002), (1000, 5000), (2000, 60_000)] {
+            let (update, depth, delay) = live_timing(target, span);
+            assert_eq!(update, target);
+            assert_eq!(delay, 2 * target);
+            assert!(depth > delay, "{depth} <= {delay}");
+            assert!(depth >= span);
+        }
+        assert_eq!(duration(3003), "PT3.003S");
+    }
 }

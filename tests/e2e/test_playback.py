@@ -411,9 +411,7 @@ def test_live_follows_the_upload_then_404_after_delete(srv, tmp_path):
     producer.join(60)
 
 
-@pytest.mark.parametrize("kind", ["hls", pytest.param("dash", marks=pytest.mark.xfail(
-    strict=False, reason="open defect: dash.js sometimes plays its first buffer of a LIVE MPD, then "
-                         "fetches no new segment (about 1 run in 3); cause not found yet"))])
+@pytest.mark.parametrize("kind", ["hls", "dash"])
 def test_browser_plays_live_while_a_producer_uploads(srv, tmp_path, kind):
     stream = new_stream(srv)
     data, pace = live_media(tmp_path, 25)

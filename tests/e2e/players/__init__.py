@@ -34,6 +34,9 @@ import xml.etree.ElementTree as ET
 HERE = pathlib.Path(__file__).resolve().parent
 NODE_MODULES = HERE / "node_modules"
 CHROMIUM = os.environ.get("KINESCOPE_CHROMIUM", "/usr/bin/chromium")
+# KINESCOPE_PLAYER_DEBUG=<directory>: hls.js and dash.js log at debug level, and each play_in_browser
+# writes its whole browser console (with a timestamp per line) to <directory>/<kind>-<time>.log.
+PLAYER_DEBUG = os.environ.get("KINESCOPE_PLAYER_DEBUG")
 # TESTING.md's flags; playwright itself adds --headless, --no-sandbox and a --user-data-dir.
 CHROMIUM_ARGS = [
     "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -120,6 +123,7 @@ class PlayResult:
     kind: str
     player: str = ""
     started_after_s: float | None = None   # page script start -> currentTime > 0 while playing
+    start_position: float | None = None    # currentTime where playback started (after a seek to the live edge)
     times: list = dataclasses.field(default_factory=list, repr=False)
     ended: bool = False              # the <video> fired 'ended'
     reached_end: bool = False        # currentTime got to the (finite) duration, 'ended' or not
@@ -137,12 +141,16 @@ class PlayResult:
 
     @property
     def advanced_s(self):
-        """How far currentTime moved while it was sampled."""
-        return (self.times[-1][1] - self.times[0][1]) if self.times else 0.0
+        """How far currentTime moved from where playback started (a live player's initial seek from 0 to
+        the live edge is no advance); from the first sample if it never started."""
+        if not self.times:
+            return 0.0
+        start = self.start_position if self.start_position is not None else self.times[0][1]
+        return self.times[-1][1] - start
 
     def report(self):
         return "\n".join([
-            f"{self.player} playing {self.url}: started after {self.started_after_s} s, advanced {self.advanced_s:.2f} s, "
+            f"{self.player} playing {self.url}: started after {self.started_after_s} s at {self.start_position}, advanced {self.advanced_s:.2f} s, "
             f"ended={self.ended}, reached_end={self.reached_end}, size={self.video_size}, duration={self.duration}, frames_differ={self.frames_differ} "
             f"({self.differing_pixels:.3f}), first_frame_blank={self.first_frame_blank}, wall {self.wall_s:.1f} s",
             "errors: " + json.dumps(self.errors, indent=1),
@@ -229,7 +237,7 @@ def play_in_browser(url, kind, *, live=False, seconds=5.0, expect_end=False, sta
     _require(NODE_MODULES / "dashjs" / "dist" / "modern" / "umd" / "dash.all.min.js", "npm dashjs")
     wall0 = time.monotonic()
     page_url = _page_base() + "player.html?" + urllib.parse.urlencode(
-        {"kind": kind, "src": url, "live": "1" if live else "0"})
+        {"kind": kind, "src": url, "live": "1" if live else "0", **({"debug": "1"} if PLAYER_DEBUG else {})})
     res = PlayResult(url=url, kind=kind)
     profile = tempfile.mkdtemp(prefix="kinescope-chromium-")
     state = {}
@@ -241,7 +249,8 @@ def play_in_browser(url, kind, *, live=False, seconds=5.0, expect_end=False, sta
             try:
                 ctx.set_default_timeout(15_000)
                 page = ctx.pages[0] if ctx.pages else ctx.new_page()
-                page.on("console", lambda m: res.console.append(f"[{m.type}] {m.text}"))
+                page.on("console", lambda m: res.console.append(
+                    f"{time.monotonic() - wall0:.3f} [{m.type}] {m.text}" if PLAYER_DEBUG else f"[{m.type}] {m.text}"))
                 page.on("pageerror", lambda e: res.console.append(f"[pageerror] {e}"))
                 page.on("requestfailed", lambda r: res.console.append(f"[requestfailed] {r.url} {r.failure}"))
                 page.on("response", lambda r: r.status >= 400 and res.console.append(f"[http {r.status}] {r.url}"))
@@ -295,6 +304,7 @@ def play_in_browser(url, kind, *, live=False, seconds=5.0, expect_end=False, sta
         shutil.rmtree(profile, ignore_errors=True)
     res.player = state.get("player") or ""
     res.started_after_s = state.get("startedAfter")
+    res.start_position = state.get("startPosition")
     res.times = [tuple(t) for t in state.get("samples", [])]
     res.ended = bool(state.get("ended"))
     res.errors = list(state.get("errors", [])) + [c for c in res.console if c.startswith("[pageerror]")]
@@ -310,6 +320,10 @@ def play_in_browser(url, kind, *, live=False, seconds=5.0, expect_end=False, sta
         for i, png in enumerate(res.screenshots):
             pathlib.Path(screenshot_dir, f"{kind}-shot{i}.png").write_bytes(png)
     res.wall_s = time.monotonic() - wall0
+    if PLAYER_DEBUG:
+        pathlib.Path(PLAYER_DEBUG).mkdir(parents=True, exist_ok=True)
+        log = pathlib.Path(PLAYER_DEBUG, f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log")
+        log.write_text(res.report() + "\n\nwhole browser console:\n" + "\n".join(res.console) + "\n")
     return res
 
 
