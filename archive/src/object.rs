@@ -5,7 +5,8 @@
 //! Writes are buffered until [`PUT_THRESHOLD`] bytes: a smaller object (every fragment of a
 //! typical stream) is one atomic PUT on `finish`; a larger one switches to a multipart upload
 //! of [`PART_SIZE`] parts, completed on `finish`. Either way nothing is visible under the key
-//! before `finish`, and a writer dropped unfinished aborts its multipart upload.
+//! before `finish`, and a writer dropped unfinished aborts its multipart upload. `put`, whose
+//! bytes are all in memory (packed runs), is one PUT up to [`SINGLE_PUT_MAX`].
 
 use std::fmt;
 use std::ops::Range;
@@ -21,6 +22,9 @@ use crate::store::{BlobStore, BlobWriter, LocalStore, check_key};
 
 /// Objects up to this size are written with one PUT; larger ones with a multipart upload.
 pub const PUT_THRESHOLD: usize = 8 << 20;
+/// Objects whose bytes are all in memory already ([`BlobStore::put`]: packed runs of
+/// fragments) go in one PUT up to this size: one request instead of at least four.
+pub const SINGLE_PUT_MAX: usize = 256 << 20;
 /// Multipart part size (S3's minimum for all but the last part is 5 MiB).
 pub const PART_SIZE: usize = 8 << 20;
 /// Parts of one object uploading at once (memory per writer ≤ (1 + this) × [`PART_SIZE`]).
@@ -114,6 +118,19 @@ impl BlobStore for ObjectBlobStore {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
         Ok(bytes)
+    }
+
+    async fn put(&self, key: &str, parts: Vec<Bytes>) -> std::io::Result<()> {
+        if parts.iter().map(Bytes::len).sum::<usize>() > SINGLE_PUT_MAX {
+            let mut w = self.create(key).await?;
+            w.write(parts).await?;
+            return w.finish().await;
+        }
+        self.inner
+            .put(&self.path(key)?, PutPayload::from_iter(parts))
+            .await
+            .map_err(io_error)?;
+        Ok(())
     }
 }
 

@@ -67,6 +67,16 @@ async fn ranges(store: &dyn BlobStore) {
     assert_eq!(&store.get("3/1", 4..7).await.unwrap()[..], b"o w");
     assert_eq!(&store.get("3/1", 10..11).await.unwrap()[..], b"d");
     assert_eq!(store.get("3/1", 5..5).await.unwrap().len(), 0);
+    // A packed run: many parts, past the writers' single-PUT size, in one `put`.
+    let run: Vec<Bytes> = (0..20u8).map(|i| Bytes::from(vec![i; 1 << 20])).collect();
+    store.put("3/run", run).await.unwrap();
+    assert_eq!(
+        store
+            .get("3/run", (19 << 20) - 1..(19 << 20) + 1)
+            .await
+            .unwrap()[..],
+        [18, 19]
+    );
     // Past the end: never a short read.
     assert!(store.get("3/1", 6..12).await.is_err());
     assert!(store.get("3/1", 11..12).await.is_err());
