@@ -30,7 +30,7 @@ pub use service::{
     PendingFragment, WRITE_QUEUE,
 };
 pub use sqlite::SqliteCatalog;
-pub use store::{BlobStore, BlobWriter, LocalStore};
+pub use store::{BlobStore, BlobWriter, LocalStore, ObjectInfo};
 
 #[cfg(test)]
 mod conformance;

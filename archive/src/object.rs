@@ -18,7 +18,7 @@ use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 
-use crate::store::{BlobStore, BlobWriter, LocalStore, check_key};
+use crate::store::{BlobStore, BlobWriter, LocalStore, ObjectInfo, check_key, check_prefix};
 
 /// Objects up to this size are written with one PUT; larger ones with a multipart upload.
 pub const PUT_THRESHOLD: usize = 8 << 20;
@@ -118,6 +118,36 @@ impl BlobStore for ObjectBlobStore {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
         Ok(bytes)
+    }
+
+    async fn delete(&self, key: &str) -> std::io::Result<()> {
+        match self.inner.delete(&self.path(key)?).await {
+            Err(object_store::Error::NotFound { .. }) => Ok(()),
+            r => r.map_err(io_error),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> std::io::Result<Vec<ObjectInfo>> {
+        use futures::TryStreamExt;
+        check_prefix(prefix)?;
+        let full = format!("{}{prefix}", self.prefix);
+        let under = (!full.is_empty()).then(|| Path::from(full.trim_end_matches('/')));
+        let metas: Vec<_> = self
+            .inner
+            .list(under.as_ref())
+            .try_collect()
+            .await
+            .map_err(io_error)?;
+        Ok(metas
+            .into_iter()
+            .filter_map(|m| {
+                Some(ObjectInfo {
+                    key: m.location.as_ref().strip_prefix(&self.prefix)?.to_owned(),
+                    size: m.size,
+                    modified_ms: m.last_modified.timestamp_millis(),
+                })
+            })
+            .collect())
     }
 
     async fn put(&self, key: &str, parts: Vec<Bytes>) -> std::io::Result<()> {

@@ -19,11 +19,39 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
     /// Bytes `range` of the object at `key`.
     async fn get(&self, key: &str, range: Range<u64>) -> std::io::Result<Bytes>;
 
+    /// Removes the object at `key`; one that does not exist is not an error.
+    async fn delete(&self, key: &str) -> std::io::Result<()>;
+
+    /// Every finished object whose key starts with `prefix` (`""`, or whole key parts ending in
+    /// `/`), in no particular order.
+    async fn list(&self, prefix: &str) -> std::io::Result<Vec<ObjectInfo>>;
+
     /// Stores `parts`, concatenated, under `key`, durably, before returning.
     async fn put(&self, key: &str, parts: Vec<Bytes>) -> std::io::Result<()> {
         let mut w = self.create(key).await?;
         w.write(parts).await?;
         w.finish().await
+    }
+}
+
+/// An object [`BlobStore::list`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
+    /// When it was written, in Unix milliseconds.
+    pub modified_ms: i64,
+}
+
+/// Refuses a list prefix that is not empty or whole key parts followed by `/`.
+pub(crate) fn check_prefix(prefix: &str) -> std::io::Result<()> {
+    match prefix.strip_suffix('/') {
+        None if prefix.is_empty() => Ok(()),
+        Some(p) => check_key(p),
+        None => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("bad list prefix {prefix:?}: must end in /"),
+        )),
     }
 }
 
@@ -97,6 +125,40 @@ impl BlobStore for LocalStore {
             tmp,
             path,
         }))
+    }
+
+    async fn delete(&self, key: &str) -> std::io::Result<()> {
+        let path = self.path(key)?;
+        let root = self.root.clone();
+        blocking(move || {
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            // Empty directories go too (a deleted stream leaves none); a non-empty one stops it.
+            let mut dir = path.parent();
+            while let Some(d) = dir.filter(|d| *d != root) {
+                if std::fs::remove_dir(d).is_err() {
+                    break;
+                }
+                dir = d.parent();
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list(&self, prefix: &str) -> std::io::Result<Vec<ObjectInfo>> {
+        check_prefix(prefix)?;
+        let (root, prefix) = (self.root.clone(), prefix.to_owned());
+        blocking(move || {
+            let mut out = Vec::new();
+            match walk(&root, &root.join(&prefix), &mut out) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+                r => r.map(|()| out),
+            }
+        })
+        .await
     }
 
     async fn get(&self, key: &str, range: Range<u64>) -> std::io::Result<Bytes> {
@@ -180,6 +242,34 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(std::io::Error::other)?
+}
+
+/// The finished objects under `dir`, keyed relative to `root`.
+fn walk(root: &Path, dir: &Path, out: &mut Vec<ObjectInfo>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        let meta = entry.metadata()?;
+        if meta.is_dir() {
+            walk(root, &path, out)?;
+        } else if !path.to_string_lossy().ends_with(TMP_SUFFIX) {
+            let key = path
+                .strip_prefix(root)
+                .map_err(std::io::Error::other)?
+                .to_string_lossy()
+                .into_owned();
+            let modified = meta.modified()?;
+            let modified_ms = modified
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+            out.push(ObjectInfo {
+                key,
+                size: meta.len(),
+                modified_ms,
+            });
+        }
+    }
+    Ok(())
 }
 
 fn sweep(dir: &Path) -> std::io::Result<()> {

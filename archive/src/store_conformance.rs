@@ -34,6 +34,66 @@ pub(crate) async fn run(store: &dyn BlobStore) {
     overwrite(store).await;
     bad_keys(store).await;
     large_objects(store).await;
+    list_and_delete(store).await;
+}
+
+async fn list_and_delete(store: &dyn BlobStore) {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    store.put("listed/a/1", vec![b(b"one")]).await.unwrap();
+    store.put("listed/a/2", vec![b(b"two!")]).await.unwrap();
+    store.put("listed/b/1", vec![b(b"x")]).await.unwrap();
+    store.put("listed0/1", vec![b(b"elsewhere")]).await.unwrap();
+    let mut unfinished = store.create("listed/a/3").await.unwrap();
+    unfinished.write(vec![b(b"partial")]).await.unwrap();
+    let listed = |prefix: &'static str| async move {
+        let mut found: Vec<(String, u64)> = store
+            .list(prefix)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| (o.key, o.size))
+            .collect();
+        found.sort();
+        found
+    };
+    let own = |v: &[(&str, u64)]| -> Vec<(String, u64)> {
+        v.iter().map(|(k, n)| (k.to_string(), *n)).collect()
+    };
+    assert_eq!(
+        listed("listed/").await,
+        own(&[("listed/a/1", 3), ("listed/a/2", 4), ("listed/b/1", 1)]),
+        "whole key parts; unfinished objects are not listed"
+    );
+    assert_eq!(
+        listed("listed/a/").await,
+        own(&[("listed/a/1", 3), ("listed/a/2", 4)])
+    );
+    assert!(listed("nothing/").await.is_empty());
+    assert!(listed("").await.contains(&("listed0/1".to_string(), 9)));
+    let modified = store.list("listed/b/").await.unwrap()[0].modified_ms;
+    assert!(
+        (modified - now_ms).abs() < 600_000,
+        "{modified} vs {now_ms}"
+    );
+    assert_eq!(
+        store.list("listed").await.unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    // Deleting: the object goes; deleting again, or what never existed, is no error.
+    store.delete("listed/a/1").await.unwrap();
+    store.delete("listed/a/1").await.unwrap();
+    store.delete("listed/missing/1").await.unwrap();
+    assert_eq!(kind(store, "listed/a/1", 0..1).await, ErrorKind::NotFound);
+    assert_eq!(
+        listed("listed/").await,
+        own(&[("listed/a/2", 4), ("listed/b/1", 1)])
+    );
+    store.delete("listed/b/1").await.unwrap();
+    assert_eq!(listed("listed/").await, own(&[("listed/a/2", 4)]));
+    drop(unfinished);
 }
 
 async fn write_in_parts_then_finish(store: &dyn BlobStore) {
