@@ -227,6 +227,19 @@ pub trait Catalog: Send + Sync + fmt::Debug {
     /// deleted or moved meanwhile is left as it is), all in one transaction; how many moved.
     async fn relocate_fragments(&self, moves: &[Relocation]) -> Result<u64, CatalogError>;
 
+    /// Deletes up to `limit` of the stream's oldest fragments whose server timestamp is before
+    /// `before` (retention); the `object_key` of each deleted row, so that objects no row
+    /// points into any more can go.
+    async fn expire_fragments(
+        &self,
+        stream: StreamId,
+        before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<String>, CatalogError>;
+
+    /// Those of `keys` that some fragment still points into.
+    async fn keys_in_use(&self, keys: &[String]) -> Result<Vec<String>, CatalogError>;
+
     /// The fragment-log segments (`object_key`s under `log/`) that fragments point into.
     async fn log_keys_in_use(&self) -> Result<Vec<String>, CatalogError>;
 

@@ -55,6 +55,72 @@ pub async fn run(c: &dyn Catalog) {
     concurrent_tagging_stays_within_limit(c).await;
     fragments_are_recorded_in_number_order(c).await;
     fragments_move_from_the_log_to_objects(c).await;
+    fragments_expire_oldest_first(c).await;
+}
+
+async fn fragments_expire_oldest_first(c: &dyn Catalog) {
+    let mut ids = Vec::new();
+    for n in ["expire-a", "expire-b"] {
+        let s = c
+            .create_stream(&info(n, 1), StorageTier::Hot, &Tags::new())
+            .await
+            .unwrap();
+        ids.push((s.id, c.add_track_header(s.id, b"h").await.unwrap()));
+    }
+    let row = |n: u64, (stream, header_id): (StreamId, i64), key: &str| FragmentRow {
+        stream,
+        number: FragmentNumber::parse(&format!("{:020}", 8_000_000 + n)).unwrap(),
+        producer_timestamp: Timestamp::from_millis(1000 * n as i64),
+        server_timestamp: Timestamp::from_millis(1000 * n as i64),
+        duration_ms: 1000,
+        size: 5,
+        object_key: key.into(),
+        offset: 0,
+        length: 5,
+        header_id,
+        metadata: Vec::new(),
+    };
+    for n in 1..=5 {
+        let key = if n <= 3 { "obj/a" } else { "obj/b" };
+        c.add_fragment(&row(n, ids[0], key)).await.unwrap();
+    }
+    c.add_fragment(&row(6, ids[1], "obj/c")).await.unwrap();
+    let before = Timestamp::from_millis(3500);
+    assert_eq!(
+        c.expire_fragments(ids[0].0, before, 2).await.unwrap(),
+        ["obj/a", "obj/a"],
+        "oldest first, at most the limit"
+    );
+    assert_eq!(
+        c.fragments_after(ids[0].0, None, 10, false)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    let keys = ["obj/a", "obj/b", "obj/c", "obj/none"].map(String::from);
+    let mut used = c.keys_in_use(&keys).await.unwrap();
+    used.sort();
+    assert_eq!(used, ["obj/a", "obj/b", "obj/c"]);
+    assert_eq!(
+        c.expire_fragments(ids[0].0, before, 10).await.unwrap(),
+        ["obj/a"]
+    );
+    assert!(
+        c.expire_fragments(ids[0].0, before, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let mut used = c.keys_in_use(&keys).await.unwrap();
+    used.sort();
+    assert_eq!(
+        used,
+        ["obj/b", "obj/c"],
+        "obj/a is free; the other stream untouched"
+    );
+    let many: Vec<String> = (0..1200).map(|i| format!("obj/{i}")).chain(keys).collect();
+    assert_eq!(c.keys_in_use(&many).await.unwrap().len(), 2, "in batches");
 }
 
 async fn fragments_move_from_the_log_to_objects(c: &dyn Catalog) {

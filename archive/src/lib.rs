@@ -5,6 +5,7 @@
 
 mod catalog;
 mod clock;
+mod lifecycle;
 mod log;
 mod numbers;
 mod object;
@@ -20,6 +21,7 @@ pub use catalog::{
     StreamRecord, TimestampKind,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use lifecycle::{EXPIRE_BATCH, RetentionReport, spawn_lifecycle};
 pub use log::{Appended, FragmentLog, LogLocation, Recovery};
 pub use numbers::FragmentNumbers;
 pub use object::{ObjectBlobStore, PART_SIZE, PUT_THRESHOLD, S3Options, StoreUrl};
@@ -38,3 +40,5 @@ mod conformance;
 mod s3_test_server;
 #[cfg(test)]
 mod store_conformance;
+#[cfg(test)]
+mod testing;

@@ -202,7 +202,12 @@ fn backoff(failures: u32) -> Duration {
 mod tests {
     use super::*;
     use crate::catalog::StreamId;
+    use crate::testing::{self, archive, upload};
     use kinescope_api::FragmentNumber;
+
+    fn second(i: u64) -> Timestamp {
+        Timestamp::from_millis(1_000_000 + 1000 * i as i64)
+    }
 
     fn row(n: u64, duration_ms: u64, length: u64) -> FragmentRow {
         FragmentRow {
@@ -238,79 +243,19 @@ mod tests {
         assert!(runs(&[], &policy).is_empty());
     }
 
-    /// An archive on SQLite and a memory store, and a stream in it.
-    async fn archive(dir: &std::path::Path) -> (Arc<Archive>, StreamId, i64) {
-        use crate::{Durability, FragmentLog, SqliteCatalog, StoreUrl};
-        let catalog: Arc<dyn crate::Catalog> =
-            Arc::new(SqliteCatalog::open(&dir.join("c.db")).await.unwrap());
-        let log = FragmentLog::open(dir.join("log")).unwrap().0;
-        let store = StoreUrl::Memory.open().unwrap();
-        let archive = Archive::open(catalog.clone(), store, log, Durability::Log)
-            .await
-            .unwrap();
-        let stream = match catalog
-            .create_stream(
-                &crate::conformance::info("packed", 1),
-                kinescope_api::control::StorageTier::Hot,
-                &Default::default(),
-            )
-            .await
-        {
-            Ok(s) => s.id,
-            Err(_) => {
-                catalog
-                    .stream(&kinescope_api::StreamRef::Name(
-                        kinescope_api::StreamName::parse("packed").unwrap(),
-                    ))
-                    .await
-                    .unwrap()
-                    .id
-            }
-        };
-        let header = catalog.add_track_header(stream, b"h").await.unwrap();
-        (Arc::new(archive), stream, header)
-    }
-
-    async fn upload(archive: &Archive, stream: StreamId, header_id: i64, i: u64) -> FragmentRow {
-        let t = Timestamp::from_millis(1_000_000 + 1000 * i as i64);
-        archive
-            .append(crate::NewFragment {
-                stream,
-                number: archive.next_fragment_number(t),
-                producer_timestamp: t,
-                server_timestamp: t,
-                duration_ms: 1000,
-                header_id,
-                header: Arc::new(kinescope_media::mkv::TrackHeader {
-                    version: 0,
-                    tracks: Vec::new(),
-                    timecode_scale: 1_000_000,
-                    ebml_header: Vec::new(),
-                    segment_header: Vec::new(),
-                }),
-                metadata: Vec::new(),
-                rest: vec![Bytes::from(
-                    format!("fragment {i} ").repeat(100 + i as usize),
-                )],
-                live_bytes: None,
-            })
-            .await
-            .unwrap()
-    }
-
     #[tokio::test]
     async fn packs_full_and_quiet_runs_then_removes_segments_while_reads_go_on() {
         let dir = tempfile::tempdir().unwrap();
-        let (archive, stream, header) = archive(dir.path()).await;
+        let (archive, stream, header) = archive(dir.path(), "memory://").await;
         let mut rows = Vec::new();
         for i in 0..5 {
-            rows.push(upload(&archive, stream, header, i).await);
+            rows.push(upload(&archive, stream, header, second(i)).await);
         }
         // Restarted: segment 1 is sealed, the rest of the upload goes to segment 2.
         drop(archive);
-        let (archive, stream, header) = self::archive(dir.path()).await;
+        let (archive, stream, header) = testing::archive(dir.path(), "memory://").await;
         for i in 5..7 {
-            rows.push(upload(&archive, stream, header, i).await);
+            rows.push(upload(&archive, stream, header, second(i)).await);
         }
         let expected: Vec<Bytes> = {
             let mut v = Vec::new();

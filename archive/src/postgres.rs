@@ -24,9 +24,9 @@ use crate::catalog::{
     FragmentRow, MAX_RETENTION_HOURS, MAX_TAGS, Relocation, StreamId, TimestampKind,
 };
 use crate::rows::{
-    FRAGMENT_COLUMNS, FRAGMENTS_IN_LOG, LOG_KEYS_IN_USE, RELOCATE, STREAM_COLUMNS, corrupt,
-    encode_metadata, fragment_from_row, int, log_fragment_from_row, missing_stream,
-    stream_from_row, ts_column,
+    EXPIRE, FRAGMENT_COLUMNS, FRAGMENTS_IN_LOG, LOG_KEYS_IN_USE, RELOCATE, STREAM_COLUMNS, corrupt,
+    encode_metadata, fragment_from_row, int, keys_in_use_sql, log_fragment_from_row,
+    missing_stream, stream_from_row, ts_column,
 };
 use crate::{Catalog, CatalogError, StreamRecord};
 
@@ -708,6 +708,33 @@ impl Catalog for PgCatalog {
         }
         tx.commit().await?;
         Ok(moved)
+    }
+
+    async fn expire_fragments(
+        &self,
+        stream: StreamId,
+        before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<String>, CatalogError> {
+        Ok(sqlx::query_scalar(EXPIRE)
+            .bind(stream.0)
+            .bind(before.as_millis())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn keys_in_use(&self, keys: &[String]) -> Result<Vec<String>, CatalogError> {
+        let mut out = Vec::new();
+        for batch in keys.chunks(500) {
+            let sql = keys_in_use_sql(batch.len());
+            let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql));
+            for k in batch {
+                q = q.bind(k);
+            }
+            out.extend(q.fetch_all(&self.pool).await?);
+        }
+        Ok(out)
     }
 
     async fn log_keys_in_use(&self) -> Result<Vec<String>, CatalogError> {

@@ -29,6 +29,22 @@ pub(crate) const FRAGMENTS_IN_LOG: &str = "SELECT fragment_number, producer_ts_m
 pub(crate) const LOG_KEYS_IN_USE: &str =
     "SELECT DISTINCT object_key FROM fragments WHERE object_key LIKE 'log/%'";
 
+/// Retention: the stream's oldest rows before a server timestamp, through the index
+/// `fragments_by_server_ts`.
+pub(crate) const EXPIRE: &str = "DELETE FROM fragments WHERE fragment_number IN \
+     (SELECT fragment_number FROM fragments WHERE stream_id = $1 AND server_ts_ms < $2 \
+     ORDER BY server_ts_ms, fragment_number LIMIT $3) RETURNING object_key";
+
+/// `SELECT DISTINCT object_key … IN (…)` of `n` keys (`$1`…`$n`), through the index
+/// `fragments_by_object_key`.
+pub(crate) fn keys_in_use_sql(n: usize) -> String {
+    let placeholders: Vec<String> = (1..=n).map(|i| format!("${i}")).collect();
+    format!(
+        "SELECT DISTINCT object_key FROM fragments WHERE object_key IN ({})",
+        placeholders.join(", ")
+    )
+}
+
 /// One [`Relocation`](crate::catalog::Relocation), guarded by the old place.
 pub(crate) const RELOCATE: &str = "UPDATE fragments SET object_key = $1, object_offset = $2 \
      WHERE fragment_number = $3 AND object_key = $4";

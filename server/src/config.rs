@@ -102,6 +102,9 @@ pub struct ServeArgs {
     /// Packing: an object holds at most this many bytes.
     #[arg(long, env = "KINESCOPE_PACK_BYTES")]
     pub pack_bytes: Option<u64>,
+    /// Seconds between retention passes (fragments older than their stream's retention go).
+    #[arg(long, env = "KINESCOPE_RETENTION_INTERVAL")]
+    pub retention_interval: Option<u64>,
     /// The catalog: sqlite://PATH (default DATA_DIR/catalog.db) or postgres://… (query keys
     /// max_connections, acquire_timeout and statement_timeout set the pool).
     #[arg(long, env = "KINESCOPE_CATALOG")]
@@ -194,6 +197,7 @@ pub struct FileConfig {
     pub persist_to_store: Option<bool>,
     pub pack_seconds: Option<u64>,
     pub pack_bytes: Option<u64>,
+    pub retention_interval: Option<u64>,
     pub catalog: Option<String>,
     pub listen: Option<SocketAddr>,
     pub public_url: Option<String>,
@@ -298,6 +302,7 @@ pub struct Config {
     pub store: Option<StoreUrl>,
     pub persist_to_store: bool,
     pub pack: PackPolicy,
+    pub lifecycle_seconds: u64,
     /// `None`: `DATA_DIR/catalog.db` (see [`Config::catalog`]).
     pub catalog: Option<CatalogUrl>,
     pub listen: SocketAddr,
@@ -473,6 +478,11 @@ impl Config {
                     ..defaults
                 }
             },
+            lifecycle_seconds: args
+                .retention_interval
+                .or(file.retention_interval)
+                .unwrap_or(60)
+                .max(1),
             catalog,
             listen,
             public_url,

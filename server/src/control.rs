@@ -136,7 +136,7 @@ pub async fn delete_stream(
     KvsJson(input): KvsJson<DeleteStreamInput>,
 ) -> Result<Empty> {
     let arn = StreamArn::parse(&input.stream_arn)?;
-    app.catalog
+    app.archive
         .delete_stream(&arn, input.current_version.as_ref())
         .await?;
     tracing::info!(stream = %arn.stream_name(), "stream deleted");

@@ -5,7 +5,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use kinescope_api::{ApiError, ErrorKind};
-use kinescope_archive::CatalogError;
+use kinescope_archive::{ArchiveError, CatalogError};
 use kinescope_media::remux::RemuxError;
 use kinescope_playback::PlaybackError;
 
@@ -44,6 +44,21 @@ impl From<CatalogError> for KvsError {
             }
         };
         Self::new(kind, e.to_string())
+    }
+}
+
+impl From<ArchiveError> for KvsError {
+    fn from(e: ArchiveError) -> Self {
+        match e {
+            ArchiveError::Catalog(e) => e.into(),
+            ArchiveError::Store(e) => {
+                tracing::error!(error = %e, "store failure");
+                Self::new(
+                    ErrorKind::InternalFailure,
+                    "Internal failure; see the server log.",
+                )
+            }
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use kinescope_archive::{
     Archive, Catalog, Clock, Durability, FragmentLog, PgCatalog, SqliteCatalog, SystemClock,
-    spawn_packer,
+    spawn_lifecycle, spawn_packer,
 };
 use kinescope_playback::{Player, SessionKey};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
@@ -84,6 +84,11 @@ pub async fn run(mut config: Config) -> Result<(), BoxError> {
         clock.clone(),
         config.pack.clone(),
         Duration::from_secs(1),
+    );
+    spawn_lifecycle(
+        archive.clone(),
+        clock.clone(),
+        Duration::from_secs(config.lifecycle_seconds),
     );
 
     let (auth, shown) = if config.allow_anonymous {

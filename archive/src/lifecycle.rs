@@ -1,0 +1,356 @@
+//! Lifecycle (issue 12): retention enforced and deleted streams' storage freed. Rows go first,
+//! so readers stop seeing a fragment before its bytes go; an object goes once no row points
+//! into it (a packed object holds up to a minute of one stream: it goes with its last
+//! fragment). Log segments are not touched here: packing removes a sealed segment once no row
+//! points into it, which deleting rows brings about.
+//!
+//! A reader that resolved a row before it was deleted and reads its object after gets
+//! `NotFound` from the store: GetMedia and GetMediaForFragmentList then end the response with
+//! an error (never a truncated fragment presented as whole); HLS/DASH answer 404 for a
+//! fragment whose row is gone.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kinescope_api::{StreamArn, StreamRef, Timestamp, Version};
+use tokio::task::JoinHandle;
+
+use crate::catalog::StreamId;
+use crate::log::parse_segment_key;
+use crate::{Archive, ArchiveError, Clock};
+
+/// Rows deleted per statement: a pass never holds the catalog for long.
+pub const EXPIRE_BATCH: u32 = 1_000;
+
+/// What one retention pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RetentionReport {
+    pub fragments: u64,
+    pub objects: u64,
+}
+
+impl Archive {
+    /// Deletes every fragment older than its stream's retention (by server timestamp) at `now`,
+    /// then the objects no fragment points into any more. Streams that keep no data have none.
+    pub async fn enforce_retention(&self, now: Timestamp) -> Result<RetentionReport, ArchiveError> {
+        let mut report = RetentionReport::default();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .catalog()
+                .list_streams(None, after.as_deref(), 1000)
+                .await?;
+            let Some(last) = page.last() else {
+                break;
+            };
+            after = Some(last.info.stream_name.as_str().to_owned());
+            for s in &page {
+                let hours = i64::from(s.info.data_retention_in_hours);
+                if hours == 0 {
+                    continue;
+                }
+                let before = Timestamp::from_millis(now.as_millis() - hours * 3_600_000);
+                loop {
+                    let keys = self
+                        .catalog()
+                        .expire_fragments(s.id, before, EXPIRE_BATCH)
+                        .await?;
+                    if keys.is_empty() {
+                        break;
+                    }
+                    report.fragments += keys.len() as u64;
+                    report.objects += self.delete_unused_objects(keys).await?;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Deletes a stream: at once from the catalog (with its rows), then its objects, in the
+    /// background. A stream created again under the same name has a new id, so new keys.
+    pub async fn delete_stream(
+        self: &Arc<Self>,
+        arn: &StreamArn,
+        expected: Option<&Version>,
+    ) -> Result<(), ArchiveError> {
+        let id = self
+            .catalog()
+            .stream(&StreamRef::Arn(arn.clone()))
+            .await?
+            .id;
+        self.catalog().delete_stream(arn, expected).await?;
+        let archive = self.clone();
+        tokio::spawn(async move {
+            match archive.free_stream(id).await {
+                Ok(n) => {
+                    tracing::info!(stream = id.0, objects = n, "deleted stream's objects freed")
+                }
+                Err(e) => {
+                    tracing::warn!(stream = id.0, error = %e, "freeing a deleted stream's objects")
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// Deletes the objects of a stream that no longer exists: packed runs under
+    /// `streams/<id>/`, and objects of the one-file-per-fragment layout under `<id>/`.
+    pub async fn free_stream(&self, id: StreamId) -> Result<u64, ArchiveError> {
+        let mut deleted = 0;
+        for prefix in [format!("streams/{}/", id.0), format!("{}/", id.0)] {
+            for object in self.store().list(&prefix).await? {
+                self.store().delete(&object.key).await?;
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes those of `keys` (objects some deleted rows pointed into) that no row points
+    /// into any more; how many.
+    async fn delete_unused_objects(&self, mut keys: Vec<String>) -> Result<u64, ArchiveError> {
+        keys.retain(|k| parse_segment_key(k).is_none());
+        keys.sort_unstable();
+        keys.dedup();
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let used: HashSet<String> = self
+            .catalog()
+            .keys_in_use(&keys)
+            .await?
+            .into_iter()
+            .collect();
+        let mut deleted = 0;
+        for key in keys.iter().filter(|k| !used.contains(*k)) {
+            self.store().delete(key).await?;
+            deleted += 1;
+        }
+        Ok(deleted)
+    }
+}
+
+/// Enforces retention every `interval`; a failed pass is logged and the next one retries.
+pub fn spawn_lifecycle(
+    archive: Arc<Archive>,
+    clock: Arc<dyn Clock>,
+    interval: Duration,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match archive.enforce_retention(clock.now()).await {
+                Ok(r) if r.fragments > 0 => {
+                    tracing::info!(fragments = r.fragments, objects = r.objects, "retention")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "retention pass failed"),
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::PackPolicy;
+    use crate::testing::{archive, upload};
+
+    const MINUTE: i64 = 60_000;
+
+    fn dir_size(dir: &std::path::Path) -> u64 {
+        std::fs::read_dir(dir).map_or(0, |entries| {
+            entries
+                .map(|e| e.unwrap())
+                .map(|e| {
+                    if e.file_type().unwrap().is_dir() {
+                        dir_size(&e.path())
+                    } else {
+                        e.metadata().unwrap().len()
+                    }
+                })
+                .sum()
+        })
+    }
+
+    #[tokio::test]
+    async fn retention_deletes_rows_then_unused_objects_and_a_decrease_applies_next_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let media = dir.path().join("media");
+        let url = format!("file://{}", media.display());
+        let (archive, stream, header) = archive(dir.path(), &url).await;
+        let t0 = 1_800_000_000_000;
+        // Six fragments 20 minutes apart, each packed into an object of its own.
+        let mut rows = Vec::new();
+        for i in 0..6 {
+            let t = Timestamp::from_millis(t0 + 20 * MINUTE * i);
+            rows.push(upload(&archive, stream, header, t).await);
+        }
+        let now = Timestamp::from_millis(t0 + 110 * MINUTE);
+        let policy = PackPolicy {
+            max_duration_ms: 1000,
+            ..PackPolicy::default()
+        };
+        assert_eq!(archive.pack(&policy, now).await.unwrap().objects, 6);
+        let full = dir_size(&media);
+        // Retention 2 hours (INCREASE by 1 from the stream's 1): everything is younger.
+        let r = StreamRef::Name(kinescope_api::StreamName::parse("packed").unwrap());
+        let v = |s: &str| Version::parse(s).unwrap();
+        archive
+            .catalog()
+            .change_retention(&r, &v("v1"), &v("v2"), 1)
+            .await
+            .unwrap();
+        assert_eq!(
+            archive.enforce_retention(now).await.unwrap(),
+            RetentionReport::default()
+        );
+        // DECREASE to 1 hour: the next pass deletes what is older than 50 minutes.
+        archive
+            .catalog()
+            .change_retention(&r, &v("v2"), &v("v3"), -1)
+            .await
+            .unwrap();
+        let report = archive.enforce_retention(now).await.unwrap();
+        assert_eq!(
+            report,
+            RetentionReport {
+                fragments: 3,
+                objects: 3
+            }
+        );
+        let left = archive
+            .catalog()
+            .fragments_after(stream, None, 100, false)
+            .await
+            .unwrap();
+        assert_eq!(left.len(), 3);
+        assert!(
+            left.iter()
+                .all(|r| r.server_timestamp.as_millis() >= t0 + 60 * MINUTE)
+        );
+        for (old, new) in rows[3..].iter().zip(&left) {
+            assert_eq!(
+                archive.fragment_bytes(old).await.unwrap(),
+                archive.fragment_bytes(new).await.unwrap(),
+                "newer fragments intact"
+            );
+        }
+        assert_eq!(archive.store().list("").await.unwrap().len(), 3);
+        let after = dir_size(&media);
+        assert!(after * 2 <= full + 100, "{after} of {full} bytes left");
+        // Idempotent.
+        assert_eq!(
+            archive.enforce_retention(now).await.unwrap(),
+            RetentionReport::default()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_packed_object_goes_with_its_last_fragment() {
+        let dir = tempfile::tempdir().unwrap();
+        let (archive, stream, header) = archive(dir.path(), "memory://").await;
+        let t0 = 1_800_000_000_000;
+        for i in 0..4 {
+            upload(
+                &archive,
+                stream,
+                header,
+                Timestamp::from_millis(t0 + 1000 * i),
+            )
+            .await;
+        }
+        let quiet = Timestamp::from_millis(t0 + 10 * MINUTE);
+        assert_eq!(
+            archive
+                .pack(&PackPolicy::default(), quiet)
+                .await
+                .unwrap()
+                .objects,
+            1
+        );
+        // Half of the run is past retention: the rows go, the object stays for the rest.
+        let report = archive
+            .enforce_retention(Timestamp::from_millis(t0 + 60 * MINUTE + 1500))
+            .await
+            .unwrap();
+        assert_eq!(
+            report,
+            RetentionReport {
+                fragments: 2,
+                objects: 0
+            }
+        );
+        assert_eq!(archive.store().list("").await.unwrap().len(), 1);
+        let report = archive
+            .enforce_retention(Timestamp::from_millis(t0 + 2 * 60 * MINUTE))
+            .await
+            .unwrap();
+        assert_eq!(
+            report,
+            RetentionReport {
+                fragments: 2,
+                objects: 1
+            }
+        );
+        assert!(archive.store().list("").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn deleting_a_stream_frees_its_objects_and_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let (archive, stream, header) = archive(dir.path(), "memory://").await;
+        let t0 = 1_800_000_000_000;
+        for i in 0..3 {
+            upload(
+                &archive,
+                stream,
+                header,
+                Timestamp::from_millis(t0 + 1000 * i),
+            )
+            .await;
+        }
+        let quiet = Timestamp::from_millis(t0 + 10 * MINUTE);
+        archive.pack(&PackPolicy::default(), quiet).await.unwrap();
+        // One fragment more, still in the log.
+        upload(&archive, stream, header, quiet).await;
+        let arn = archive
+            .catalog()
+            .stream(&StreamRef::Name(
+                kinescope_api::StreamName::parse("packed").unwrap(),
+            ))
+            .await
+            .unwrap()
+            .info
+            .stream_arn;
+        archive.delete_stream(&arn, None).await.unwrap();
+        assert!(
+            archive
+                .catalog()
+                .log_keys_in_use()
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            archive.free_stream(stream).await.unwrap(),
+            0,
+            "already freed in the background, or now"
+        );
+        assert!(archive.store().list("").await.unwrap().is_empty());
+        // The same name again: a new stream, empty, on keys of its own.
+        let (_, again, _) = crate::testing::archive(dir.path(), "memory://").await;
+        assert_ne!(again, stream);
+        assert!(
+            archive
+                .catalog()
+                .fragments_after(again, None, 10, false)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}

@@ -1,0 +1,58 @@
+"""Data lifecycle (issue 12) against the real binary: DeleteStream removes the stream at once
+and frees its packed objects in the background within seconds; a stream created again under
+the same name is independent (new ARN, no fragments, objects under keys of its own).
+Retention by time is tested with an injected clock in `archive/src/lifecycle.rs`: streams keep
+at least an hour, longer than a test may wait."""
+
+import time
+
+from conftest import CRED_ARGS, start
+from test_archived import put
+from test_putmedia import MKV, clusters
+
+
+def objects(server):
+    media = server.data_dir / "media"
+    return sorted(p.relative_to(media).as_posix() for p in media.rglob("*") if p.is_file()) if media.exists() else []
+
+
+def wait(predicate, timeout=20, what=""):
+    deadline = time.time() + timeout
+    while not predicate():
+        assert time.time() < deadline, what
+        time.sleep(0.1)
+
+
+def test_delete_stream_frees_its_objects_and_a_same_name_stream_starts_empty(tmp_path):
+    server = start(tmp_path, *CRED_ARGS, "--no-tls", "--pack-seconds", "4")
+    try:
+        kvs = server.client()
+        data = (MKV / "producer-c-1.6.4_h264_aac_putmedia.mkv").read_bytes()
+        kvs.create_stream(StreamName="doomed", DataRetentionInHours=1)
+        kvs.create_stream(StreamName="kept", DataRetentionInHours=1)
+        put(server, "doomed", data, start=time.time() - 30)
+        put(server, "kept", data, start=time.time() - 30)
+        # Three fragments of 1.8 s each: one object per stream once it is quiet for 4 s.
+        wait(lambda: len(objects(server)) == 2, what=f"packed: {objects(server)}")
+        before = objects(server)
+        old_arn = kvs.describe_stream(StreamName="doomed")["StreamInfo"]["StreamARN"]
+        kvs.delete_stream(StreamARN=old_arn)
+        # Gone from the control plane at once; its objects within seconds; the other stream's stay.
+        names = [s["StreamName"] for s in kvs.list_streams()["StreamInfoList"]]
+        assert "doomed" not in names and "kept" in names
+        wait(lambda: len(objects(server)) == len(before) - 1, what=f"freed: {objects(server)}")
+        remaining = objects(server)
+        assert len(remaining) == 1 and remaining[0].startswith("streams/")
+        # The same name again: a new stream with a new ARN and nothing in it.
+        kvs.create_stream(StreamName="doomed", DataRetentionInHours=1)
+        new_arn = kvs.describe_stream(StreamName="doomed")["StreamInfo"]["StreamARN"]
+        assert new_arn != old_arn
+        ep = kvs.get_data_endpoint(StreamName="doomed", APIName="LIST_FRAGMENTS")["DataEndpoint"]
+        archived = server.client("kinesis-video-archived-media", endpoint=ep)
+        assert archived.list_fragments(StreamName="doomed")["Fragments"] == []
+        put(server, "doomed", data, start=time.time() - 30)
+        assert len(archived.list_fragments(StreamName="doomed")["Fragments"]) == len(clusters(data))
+        wait(lambda: len(objects(server)) == 2, what=f"packed again: {objects(server)}")
+        assert remaining[0] in objects(server), "the kept stream's object is untouched"
+    finally:
+        server.stop()
