@@ -237,6 +237,13 @@ pub trait Catalog: Send + Sync + fmt::Debug {
         limit: u32,
     ) -> Result<Vec<String>, CatalogError>;
 
+    /// Deletes up to `limit` of the oldest fragments of all streams (in fragment-number order,
+    /// which is issue order): a storage budget. The `object_key` and length of each.
+    async fn expire_oldest(&self, limit: u32) -> Result<Vec<(String, u64)>, CatalogError>;
+
+    /// Bytes of all fragments the catalog lists.
+    async fn stored_bytes(&self) -> Result<u64, CatalogError>;
+
     /// Those of `keys` that some fragment still points into.
     async fn keys_in_use(&self, keys: &[String]) -> Result<Vec<String>, CatalogError>;
 

@@ -121,6 +121,28 @@ async fn fragments_expire_oldest_first(c: &dyn Catalog) {
     );
     let many: Vec<String> = (0..1200).map(|i| format!("obj/{i}")).chain(keys).collect();
     assert_eq!(c.keys_in_use(&many).await.unwrap().len(), 2, "in batches");
+
+    // A storage budget: the oldest fragments of any stream go first. (Last in the suite: it
+    // empties the catalog of fragments.)
+    let total = c.stored_bytes().await.unwrap();
+    assert!(total >= 15, "{total}");
+    let gone = c.expire_oldest(2).await.unwrap();
+    assert_eq!(gone.len(), 2);
+    let freed: u64 = gone.iter().map(|(_, n)| n).sum();
+    assert_eq!(c.stored_bytes().await.unwrap(), total - freed);
+    c.add_fragment(&row(10_000_000, ids[1], "obj/newest"))
+        .await
+        .unwrap();
+    // One at a time, the newest goes last.
+    loop {
+        let gone = c.expire_oldest(1).await.unwrap();
+        assert_eq!(gone.len(), 1);
+        if gone[0].0 == "obj/newest" {
+            break;
+        }
+    }
+    assert_eq!(c.stored_bytes().await.unwrap(), 0);
+    assert!(c.expire_oldest(10).await.unwrap().is_empty());
 }
 
 async fn fragments_move_from_the_log_to_objects(c: &dyn Catalog) {

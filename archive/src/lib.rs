@@ -21,7 +21,7 @@ pub use catalog::{
     StreamRecord, TimestampKind,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use lifecycle::{EXPIRE_BATCH, RetentionReport, spawn_lifecycle};
+pub use lifecycle::{BudgetReport, EXPIRE_BATCH, RetentionReport, spawn_lifecycle};
 pub use log::{Appended, FragmentLog, LogLocation, Recovery};
 pub use numbers::FragmentNumbers;
 pub use object::{ObjectBlobStore, PART_SIZE, PUT_THRESHOLD, S3Options, StoreUrl};

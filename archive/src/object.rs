@@ -5,8 +5,7 @@
 //! Writes are buffered until [`PUT_THRESHOLD`] bytes: a smaller object (every fragment of a
 //! typical stream) is one atomic PUT on `finish`; a larger one switches to a multipart upload
 //! of [`PART_SIZE`] parts, completed on `finish`. Either way nothing is visible under the key
-//! before `finish`, and a writer dropped unfinished aborts its multipart upload. `put`, whose
-//! bytes are all in memory (packed runs), is one PUT up to [`SINGLE_PUT_MAX`].
+//! before `finish`, and a writer dropped unfinished aborts its multipart upload.
 
 use std::fmt;
 use std::ops::Range;
@@ -20,11 +19,9 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 
 use crate::store::{BlobStore, BlobWriter, LocalStore, ObjectInfo, check_key, check_prefix};
 
-/// Objects up to this size are written with one PUT; larger ones with a multipart upload.
-pub const PUT_THRESHOLD: usize = 8 << 20;
-/// Objects whose bytes are all in memory already ([`BlobStore::put`]: packed runs of
-/// fragments) go in one PUT up to this size: one request instead of at least four.
-pub const SINGLE_PUT_MAX: usize = 256 << 20;
+/// Objects up to this size are written with one PUT; larger ones with a multipart upload. A
+/// packed minute of a 2 Mbit/s stream (15 MB) is one PUT.
+pub const PUT_THRESHOLD: usize = 16 << 20;
 /// Multipart part size (S3's minimum for all but the last part is 5 MiB).
 pub const PART_SIZE: usize = 8 << 20;
 /// Parts of one object uploading at once (memory per writer ≤ (1 + this) × [`PART_SIZE`]).
@@ -148,19 +145,6 @@ impl BlobStore for ObjectBlobStore {
                 })
             })
             .collect())
-    }
-
-    async fn put(&self, key: &str, parts: Vec<Bytes>) -> std::io::Result<()> {
-        if parts.iter().map(Bytes::len).sum::<usize>() > SINGLE_PUT_MAX {
-            let mut w = self.create(key).await?;
-            w.write(parts).await?;
-            return w.finish().await;
-        }
-        self.inner
-            .put(&self.path(key)?, PutPayload::from_iter(parts))
-            .await
-            .map_err(io_error)?;
-        Ok(())
     }
 }
 

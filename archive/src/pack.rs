@@ -15,7 +15,6 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use kinescope_api::Timestamp;
 use tokio::task::JoinHandle;
 
@@ -87,17 +86,19 @@ impl Archive {
         Ok(report)
     }
 
+    /// Writes the run's fragments one after another into its object (memory: one fragment,
+    /// plus what the store buffers), then moves their rows.
     async fn pack_run(&self, run: &[FragmentRow]) -> Result<(), ArchiveError> {
         let (first, last) = (&run[0], &run[run.len() - 1]);
         let key = format!(
             "streams/{}/{}-{}",
             first.stream.0, first.number, last.number
         );
-        let mut parts: Vec<Bytes> = Vec::with_capacity(run.len());
+        let mut object = self.store().create(&key).await?;
         let mut moves = Vec::with_capacity(run.len());
         let mut offset = 0;
         for row in run {
-            parts.push(self.fragment_bytes(row).await?);
+            object.write(vec![self.fragment_bytes(row).await?]).await?;
             moves.push(Relocation {
                 number: row.number.clone(),
                 from_key: row.object_key.clone(),
@@ -106,7 +107,7 @@ impl Archive {
             });
             offset += row.length;
         }
-        self.store().put(&key, parts).await?;
+        object.finish().await?;
         self.catalog().relocate_fragments(&moves).await?;
         Ok(())
     }
@@ -203,6 +204,7 @@ mod tests {
     use super::*;
     use crate::catalog::StreamId;
     use crate::testing::{self, archive, upload};
+    use bytes::Bytes;
     use kinescope_api::FragmentNumber;
 
     fn second(i: u64) -> Timestamp {

@@ -24,9 +24,9 @@ use crate::catalog::{
     FragmentRow, MAX_RETENTION_HOURS, MAX_TAGS, Relocation, StreamId, TimestampKind,
 };
 use crate::rows::{
-    EXPIRE, FRAGMENT_COLUMNS, FRAGMENTS_IN_LOG, LOG_KEYS_IN_USE, RELOCATE, STREAM_COLUMNS, corrupt,
-    encode_metadata, fragment_from_row, int, keys_in_use_sql, log_fragment_from_row,
-    missing_stream, stream_from_row, ts_column,
+    EXPIRE, EXPIRE_OLDEST, FRAGMENT_COLUMNS, FRAGMENTS_IN_LOG, LOG_KEYS_IN_USE, RELOCATE,
+    STORED_BYTES, STREAM_COLUMNS, corrupt, encode_metadata, fragment_from_row, int,
+    keys_in_use_sql, log_fragment_from_row, missing_stream, stream_from_row, ts_column,
 };
 use crate::{Catalog, CatalogError, StreamRecord};
 
@@ -722,6 +722,24 @@ impl Catalog for PgCatalog {
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?)
+    }
+
+    async fn expire_oldest(&self, limit: u32) -> Result<Vec<(String, u64)>, CatalogError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(EXPIRE_OLDEST)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(k, n)| (k, u64::try_from(n).unwrap_or(0)))
+            .collect())
+    }
+
+    async fn stored_bytes(&self) -> Result<u64, CatalogError> {
+        let n: i64 = sqlx::query_scalar(STORED_BYTES)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     async fn keys_in_use(&self, keys: &[String]) -> Result<Vec<String>, CatalogError> {

@@ -35,6 +35,14 @@ pub(crate) const EXPIRE: &str = "DELETE FROM fragments WHERE fragment_number IN 
      (SELECT fragment_number FROM fragments WHERE stream_id = $1 AND server_ts_ms < $2 \
      ORDER BY server_ts_ms, fragment_number LIMIT $3) RETURNING object_key";
 
+/// A storage budget: the oldest rows of every stream, through the primary key.
+pub(crate) const EXPIRE_OLDEST: &str = "DELETE FROM fragments WHERE fragment_number IN \
+     (SELECT fragment_number FROM fragments ORDER BY fragment_number LIMIT $1) \
+     RETURNING object_key, object_length";
+
+pub(crate) const STORED_BYTES: &str =
+    "SELECT CAST(COALESCE(SUM(object_length), 0) AS BIGINT) FROM fragments";
+
 /// `SELECT DISTINCT object_key … IN (…)` of `n` keys (`$1`…`$n`), through the index
 /// `fragments_by_object_key`.
 pub(crate) fn keys_in_use_sql(n: usize) -> String {

@@ -105,6 +105,9 @@ pub struct ServeArgs {
     /// Seconds between retention passes (fragments older than their stream's retention go).
     #[arg(long, env = "KINESCOPE_RETENTION_INTERVAL")]
     pub retention_interval: Option<u64>,
+    /// Bytes of fragments kept across all streams; beyond it the oldest go first.
+    #[arg(long, env = "KINESCOPE_MAX_STORAGE")]
+    pub max_storage: Option<u64>,
     /// The catalog: sqlite://PATH (default DATA_DIR/catalog.db) or postgres://… (query keys
     /// max_connections, acquire_timeout and statement_timeout set the pool).
     #[arg(long, env = "KINESCOPE_CATALOG")]
@@ -198,6 +201,7 @@ pub struct FileConfig {
     pub pack_seconds: Option<u64>,
     pub pack_bytes: Option<u64>,
     pub retention_interval: Option<u64>,
+    pub max_storage: Option<u64>,
     pub catalog: Option<String>,
     pub listen: Option<SocketAddr>,
     pub public_url: Option<String>,
@@ -303,6 +307,7 @@ pub struct Config {
     pub persist_to_store: bool,
     pub pack: PackPolicy,
     pub lifecycle_seconds: u64,
+    pub max_storage: Option<u64>,
     /// `None`: `DATA_DIR/catalog.db` (see [`Config::catalog`]).
     pub catalog: Option<CatalogUrl>,
     pub listen: SocketAddr,
@@ -483,6 +488,7 @@ impl Config {
                 .or(file.retention_interval)
                 .unwrap_or(60)
                 .max(1),
+            max_storage: args.max_storage.or(file.max_storage),
             catalog,
             listen,
             public_url,

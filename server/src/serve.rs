@@ -89,6 +89,7 @@ pub async fn run(mut config: Config) -> Result<(), BoxError> {
         archive.clone(),
         clock.clone(),
         Duration::from_secs(config.lifecycle_seconds),
+        config.max_storage,
     );
 
     let (auth, shown) = if config.allow_anonymous {
