@@ -22,7 +22,7 @@ pub use catalog::{
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use lifecycle::{BudgetReport, EXPIRE_BATCH, RetentionReport, spawn_lifecycle};
-pub use log::{Appended, FragmentLog, LogLocation, Recovery};
+pub use log::{Appended, FragmentLog, LogLocation, Recovery, SEGMENT_BYTES};
 pub use numbers::FragmentNumbers;
 pub use object::{ObjectBlobStore, PART_SIZE, PUT_THRESHOLD, S3Options, StoreUrl};
 pub use pack::{PackPolicy, PackReport, spawn_packer};

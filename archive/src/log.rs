@@ -16,7 +16,9 @@
 //! An upload's record is kept in memory while it arrives, up to [`SPILL_THRESHOLD`]; beyond
 //! that it goes on in a spill file of its own, copied into the segment (by the kernel,
 //! `copy_file_range`) once complete, so a 50 MB fragment never sits in memory and a segment
-//! only ever holds whole records. Segments roll at [`SEGMENT_BYTES`]; a new process always
+//! only ever holds whole records. Segments roll at [`SEGMENT_BYTES`] (or the size given to
+//! [`FragmentLog::open_with`]: a small disk wants small segments, since only sealed ones are
+//! ever removed); a new process always
 //! starts a new one, after cutting the torn tail (if any) of the ones before it.
 
 use std::collections::BTreeMap;
@@ -31,7 +33,7 @@ use bytes::Bytes;
 use crc_fast::{CrcAlgorithm, Digest};
 use tokio::sync::oneshot;
 
-/// A segment rolls once it holds this many bytes.
+/// A segment rolls once it holds this many bytes, by default.
 pub const SEGMENT_BYTES: u64 = 256 << 20;
 /// Bytes of a record kept in memory while it arrives; the rest goes to a spill file.
 pub const SPILL_THRESHOLD: u64 = 4 << 20;
@@ -122,6 +124,7 @@ struct Shared {
     leases: Mutex<BTreeMap<u64, usize>>,
     /// Set after a failed sync: the writer starts a new segment.
     roll: AtomicBool,
+    segment_bytes: u64,
     spills: AtomicU64,
     syncs: AtomicU64,
 }
@@ -138,6 +141,11 @@ impl FragmentLog {
     /// Opens (creating) the log in `dir`: removes spill files, cuts torn tails, starts a new
     /// segment and the writer and syncer threads.
     pub fn open(dir: impl Into<PathBuf>) -> io::Result<(Self, Recovery)> {
+        Self::open_with(dir, SEGMENT_BYTES)
+    }
+
+    /// [`open`](Self::open), with segments rolling at `segment_bytes`.
+    pub fn open_with(dir: impl Into<PathBuf>, segment_bytes: u64) -> io::Result<(Self, Recovery)> {
         let dir = dir.into();
         let spill_dir = dir.join("spill");
         std::fs::create_dir_all(&spill_dir)?;
@@ -161,6 +169,7 @@ impl FragmentLog {
             current: AtomicU64::new(first),
             leases: Mutex::default(),
             roll: AtomicBool::new(false),
+            segment_bytes: segment_bytes.max(1),
             spills: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
         });
@@ -397,7 +406,7 @@ fn write_loop(
     synced: &mpsc::Sender<Written>,
 ) {
     while let Ok(a) = rx.recv() {
-        if open.len >= SEGMENT_BYTES || shared.roll.swap(false, Ordering::AcqRel) {
+        if open.len >= shared.segment_bytes || shared.roll.swap(false, Ordering::AcqRel) {
             match shared.create_segment(open.id + 1) {
                 Ok(next) => open = next,
                 Err(e) => {
@@ -720,6 +729,21 @@ mod tests {
         drop(log);
         let (_, recovery) = FragmentLog::open(dir.path()).unwrap();
         assert_eq!(recovery.truncated, 0);
+    }
+
+    #[tokio::test]
+    async fn segments_roll_at_their_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = FragmentLog::open_with(dir.path(), 100).unwrap();
+        let a = append(&log, 1, &[&[1; 80]]).await;
+        let b = append(&log, 1, &[&[2; 80]]).await;
+        assert_eq!(
+            (a.segment, b.segment),
+            (1, 2),
+            "the second record starts a new segment"
+        );
+        assert_eq!(log.sealed_segments().unwrap(), vec![1]);
+        assert_eq!(&log.read(a).await.unwrap()[..], &[1; 80]);
     }
 
     #[tokio::test]

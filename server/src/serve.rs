@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use kinescope_archive::{
-    Archive, Catalog, Clock, Durability, FragmentLog, PgCatalog, SqliteCatalog, SystemClock,
-    spawn_lifecycle, spawn_packer,
+    Archive, Catalog, Clock, Durability, FragmentLog, PgCatalog, SEGMENT_BYTES, SqliteCatalog,
+    SystemClock, spawn_lifecycle, spawn_packer,
 };
 use kinescope_playback::{Player, SessionKey};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
@@ -69,7 +69,11 @@ pub async fn run(mut config: Config) -> Result<(), BoxError> {
         .open()
         .map_err(|e| format!("cannot open the store {store_url}: {e}"))?;
     let log_dir = config.data_dir.join("log");
-    let (log, recovery) = FragmentLog::open(&log_dir)
+    // Only sealed segments are ever removed: under a storage budget, small ones.
+    let segment_bytes = config.max_storage.map_or(SEGMENT_BYTES, |max| {
+        (max / 8).clamp(64 << 10, SEGMENT_BYTES)
+    });
+    let (log, recovery) = FragmentLog::open_with(&log_dir, segment_bytes)
         .map_err(|e| format!("cannot open the fragment log {}: {e}", log_dir.display()))?;
     let durability = if config.persist_to_store {
         Durability::Store

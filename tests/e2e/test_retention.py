@@ -56,3 +56,46 @@ def test_delete_stream_frees_its_objects_and_a_same_name_stream_starts_empty(tmp
         assert remaining[0] in objects(server), "the kept stream's object is untouched"
     finally:
         server.stop()
+
+
+def tree_size(path):
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
+
+
+def test_max_storage_keeps_media_under_budget_oldest_first(tmp_path):
+    """`--max-storage 1200000` during a 30 s upload of about 4.6 MB: the fragment log and the
+    packed objects together stay within the budget plus what a pass may lag behind (the log's
+    segments of budget/8, one sealed and one open, a fragment, and a second of upload); the
+    fragments kept are the newest, every one of them readable."""
+    from test_playback import Producer, live_media
+    budget = 1_200_000
+    server = start(tmp_path, *CRED_ARGS, "--no-tls", "--max-storage", str(budget), "--retention-interval", "1",
+                   "--pack-seconds", "2")
+    try:
+        kvs = server.client()
+        kvs.create_stream(StreamName="recorder", DataRetentionInHours=24)
+        data, pace = live_media(tmp_path, 30)
+        assert len(data) > 3 * budget, "the upload is several budgets long"
+        producer = Producer(server, "recorder", data, pace)
+        producer.start()
+        peak = 0
+        while producer.is_alive():
+            peak = max(peak, tree_size(server.data_dir / "media") + tree_size(server.data_dir / "log"))
+            time.sleep(0.2)
+        producer.join()
+        assert producer.error is None
+        time.sleep(2)
+        persisted = [a["FragmentNumber"] for a in producer.pm.acks if a["EventType"] == "PERSISTED"]
+        slack = 2 * (budget // 8) + max(e - o for o, e, _ in clusters(data)) + len(data) // 30
+        assert peak <= budget + slack, (peak, budget, slack)
+        ep = kvs.get_data_endpoint(StreamName="recorder", APIName="LIST_FRAGMENTS")["DataEndpoint"]
+        listed = sorted(f["FragmentNumber"] for f in server.client("kinesis-video-archived-media", endpoint=ep)
+                        .list_fragments(StreamName="recorder")["Fragments"])
+        assert 0 < len(listed) < len(persisted)
+        assert listed == persisted[-len(listed):], "the newest are kept"
+        ep = kvs.get_data_endpoint(StreamName="recorder", APIName="GET_MEDIA")["DataEndpoint"]
+        body = server.client("kinesis-video-media", endpoint=ep).get_media(
+            StreamName="recorder", StartSelector={"StartSelectorType": "EARLIEST"})["Payload"].read()
+        assert len(clusters(body)) == len(listed)
+    finally:
+        server.stop()
