@@ -5,6 +5,7 @@
 
 mod catalog;
 mod clock;
+mod fsck;
 mod lifecycle;
 mod log;
 mod numbers;
@@ -21,6 +22,7 @@ pub use catalog::{
     StreamRecord, TimestampKind,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use fsck::{FsckReport, fsck};
 pub use lifecycle::{BudgetReport, EXPIRE_BATCH, RetentionReport, spawn_lifecycle};
 pub use log::{Appended, FragmentLog, LogLocation, Recovery, SEGMENT_BYTES};
 pub use numbers::FragmentNumbers;

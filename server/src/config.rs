@@ -27,6 +27,23 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Run N synthetic cameras uploading to a server (load tests).
     Simulate(SimulateArgs),
+    /// Check that the catalog and the stored fragments agree (safe while the server runs);
+    /// exits 1 on problems it did not repair.
+    Fsck(Box<FsckArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct FsckArgs {
+    /// Where the data is: the same flags, environment and file as `serve`.
+    #[command(flatten)]
+    pub server: ServeArgs,
+    /// Delete objects that no fragment points into and are older than --orphan-grace.
+    #[arg(long)]
+    pub repair: bool,
+    /// Seconds an unreferenced object is left alone (it may be a packed run whose fragments
+    /// have not moved to it yet, or an object whose fragment is being recorded).
+    #[arg(long, default_value_t = 3600)]
+    pub orphan_grace: u64,
 }
 
 #[derive(Debug, Args)]

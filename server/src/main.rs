@@ -31,9 +31,10 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = match cli.command {
-        Command::Serve(args) => *args,
+    let (args, fsck) = match cli.command {
+        Command::Serve(args) => (*args, None),
         Command::Simulate(args) => return simulate(args),
+        Command::Fsck(args) => (args.server, Some((args.repair, args.orphan_grace))),
     };
     let config = match Config::resolve(args) {
         Ok(c) => c,
@@ -52,6 +53,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some((repair, grace)) = fsck {
+        return match runtime.block_on(serve::fsck(config, repair, grace)) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("kinescope: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     match runtime.block_on(serve::run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -43,6 +43,73 @@ enum Shown {
     Anonymous,
 }
 
+/// The catalog `--catalog` names (migrated to the current schema).
+pub async fn open_catalog(config: &Config) -> Result<Arc<dyn Catalog>, BoxError> {
+    Ok(match config.catalog() {
+        CatalogUrl::Postgres(url) => {
+            Arc::new(PgCatalog::open(&url).await.map_err(|e| {
+                format!("cannot open the catalog at {}: {e}", redact_password(&url))
+            })?)
+        }
+        CatalogUrl::Sqlite(path) => Arc::new(
+            SqliteCatalog::open(&path)
+                .await
+                .map_err(|e| format!("cannot open the catalog at {}: {e}", path.display()))?,
+        ),
+    })
+}
+
+/// `kinescope fsck`: checks the catalog against the stored bytes, prints a summary; with
+/// `repair`, deletes orphan objects older than `grace_secs`. Whether all is well (or repaired).
+pub async fn fsck(config: Config, repair: bool, grace_secs: u64) -> Result<bool, BoxError> {
+    let catalog = open_catalog(&config).await?;
+    let store_url = config.store();
+    let store = store_url
+        .open()
+        .map_err(|e| format!("cannot open the store {store_url}: {e}"))?;
+    let grace_ms = i64::try_from(grace_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let report = kinescope_archive::fsck(
+        catalog.as_ref(),
+        store.as_ref(),
+        &config.data_dir.join("log"),
+        SystemClock.now(),
+        grace_ms,
+        repair,
+    )
+    .await?;
+    println!(
+        "{} streams, {} fragments, {} objects in {store_url}",
+        report.streams, report.fragments, report.objects
+    );
+    let list = |what: &str, items: &[String]| {
+        println!("{what}: {}", items.len());
+        for i in items.iter().take(20) {
+            println!("  {i}");
+        }
+        if items.len() > 20 {
+            println!("  … and {} more", items.len() - 20);
+        }
+    };
+    list("fragments with missing or short bytes", &report.missing);
+    list(
+        "fragments whose track header is not their stream's",
+        &report.bad_headers,
+    );
+    list("fragments out of server-time order", &report.out_of_order);
+    list(
+        &format!("orphan objects (no fragment points into them, older than {grace_secs} s)"),
+        &report.orphans,
+    );
+    if repair {
+        println!("orphan objects deleted: {}", report.orphans_removed);
+    }
+    println!(
+        "unreferenced objects younger than {grace_secs} s (left alone): {}",
+        report.recent_unreferenced
+    );
+    Ok(!report.has_problems())
+}
+
 pub async fn run(mut config: Config) -> Result<(), BoxError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         format!(
@@ -53,17 +120,7 @@ pub async fn run(mut config: Config) -> Result<(), BoxError> {
     // Absolute, so that the printed paths work from any directory.
     config.data_dir = std::fs::canonicalize(&config.data_dir)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let catalog: Arc<dyn Catalog> =
-        match config.catalog() {
-            CatalogUrl::Postgres(url) => Arc::new(PgCatalog::open(&url).await.map_err(|e| {
-                format!("cannot open the catalog at {}: {e}", redact_password(&url))
-            })?),
-            CatalogUrl::Sqlite(path) => Arc::new(
-                SqliteCatalog::open(&path)
-                    .await
-                    .map_err(|e| format!("cannot open the catalog at {}: {e}", path.display()))?,
-            ),
-        };
+    let catalog = open_catalog(&config).await?;
     let store_url = config.store();
     let store = store_url
         .open()

@@ -1,12 +1,14 @@
 """Data lifecycle (issue 12) against the real binary: DeleteStream removes the stream at once
 and frees its packed objects in the background within seconds; a stream created again under
-the same name is independent (new ARN, no fragments, objects under keys of its own).
+the same name is independent (new ARN, no fragments, objects under keys of its own);
+`--max-storage` keeps the newest within a budget; `kinescope fsck` finds and repairs.
 Retention by time is tested with an injected clock in `archive/src/lifecycle.rs`: streams keep
 at least an hour, longer than a test may wait."""
 
+import subprocess
 import time
 
-from conftest import CRED_ARGS, start
+from conftest import BIN, CRED_ARGS, pg_catalog, start
 from test_archived import put
 from test_putmedia import MKV, clusters
 
@@ -97,5 +99,45 @@ def test_max_storage_keeps_media_under_budget_oldest_first(tmp_path):
         body = server.client("kinesis-video-media", endpoint=ep).get_media(
             StreamName="recorder", StartSelector={"StartSelectorType": "EARLIEST"})["Payload"].read()
         assert len(clusters(body)) == len(listed)
+    finally:
+        server.stop()
+
+
+def fsck(server, *args):
+    r = subprocess.run([BIN, "fsck", "--data-dir", str(server.data_dir), *pg_args(server), *args],
+                       capture_output=True, text=True, timeout=120)
+    return r.returncode, r.stdout + r.stderr
+
+
+def pg_args(server):
+    url = pg_catalog(server)
+    return ["--catalog", url] if url else []
+
+
+def test_fsck_reports_missing_bytes_and_orphans_and_repairs_orphans(tmp_path):
+    """`kinescope fsck` beside a running server: clean after uploads (exit 0); an object deleted
+    behind its fragments and a stray object are reported (exit 1); `--repair` deletes the stray
+    one once it is older than `--orphan-grace`, and still reports the missing bytes."""
+    server = start(tmp_path, *CRED_ARGS, "--no-tls", "--pack-seconds", "1")
+    try:
+        kvs = server.client()
+        kvs.create_stream(StreamName="checked", DataRetentionInHours=1)
+        put(server, "checked", (MKV / "producer-c-1.6.4_h264_aac_putmedia.mkv").read_bytes(), start=time.time() - 30)
+        wait(lambda: len(objects(server)) == 3, what=f"packed: {objects(server)}")
+        rc, out = fsck(server)
+        assert rc == 0, out
+        assert "1 streams, 3 fragments, 3 objects" in out, out
+        stray = server.data_dir / "media" / "streams" / "999" / "1-1"
+        stray.parent.mkdir(parents=True)
+        stray.write_bytes(b"left behind")
+        (server.data_dir / "media" / objects(server)[0]).unlink()
+        rc, out = fsck(server)
+        assert rc == 1, out
+        assert "fragments with missing or short bytes: 1" in out, out
+        assert "left alone): 1" in out, out
+        rc, out = fsck(server, "--repair", "--orphan-grace", "0")
+        assert rc == 1, out
+        assert "orphan objects deleted: 1" in out and not stray.exists(), out
+        assert "fragments with missing or short bytes: 1" in out, out
     finally:
         server.stop()
