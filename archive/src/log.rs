@@ -222,10 +222,11 @@ impl FragmentLog {
 
     /// The payload at `at`.
     pub async fn read(&self, at: LogLocation) -> io::Result<Bytes> {
-        let file = self.shared.file(at.segment)?;
         let len = usize::try_from(at.length)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "range too large"))?;
+        let shared = self.shared.clone();
         tokio::task::spawn_blocking(move || {
+            let file = shared.file(at.segment)?;
             let mut buf = vec![0; len];
             file.read_exact_at(&mut buf, at.offset)?;
             Ok(Bytes::from(buf))
@@ -256,12 +257,19 @@ impl FragmentLog {
                 "the open segment cannot be removed",
             ));
         }
-        self.shared
-            .files
-            .lock()
-            .expect("files lock")
-            .remove(&segment);
-        std::fs::remove_file(segment_path(&self.shared.dir, segment))
+        let forget = || {
+            self.shared
+                .files
+                .lock()
+                .expect("files lock")
+                .remove(&segment)
+        };
+        forget();
+        let removed = std::fs::remove_file(segment_path(&self.shared.dir, segment));
+        // Again: a reader may have opened it meanwhile, and a cached handle would keep the
+        // removed file's space in use.
+        forget();
+        removed
     }
 
     /// `fdatasync` calls issued since the log opened.
@@ -388,14 +396,20 @@ impl Shared {
         Ok(OpenSegment { id, file, len: 0 })
     }
 
+    /// The shared handle of a segment, opening it (blocking: call off the async threads)
+    /// outside the lock if it is not open yet.
     fn file(&self, segment: u64) -> io::Result<Arc<File>> {
-        let mut files = self.files.lock().expect("files lock");
-        if let Some(f) = files.get(&segment) {
+        if let Some(f) = self.files.lock().expect("files lock").get(&segment) {
             return Ok(f.clone());
         }
-        let f = Arc::new(File::open(segment_path(&self.dir, segment))?);
-        files.insert(segment, f.clone());
-        Ok(f)
+        let opened = Arc::new(File::open(segment_path(&self.dir, segment))?);
+        Ok(self
+            .files
+            .lock()
+            .expect("files lock")
+            .entry(segment)
+            .or_insert(opened)
+            .clone())
     }
 }
 
