@@ -235,7 +235,7 @@ pub fn spawn_lifecycle(
 mod tests {
     use super::*;
     use crate::PackPolicy;
-    use crate::testing::{archive, upload};
+    use crate::testing::{self, archive, upload};
 
     const MINUTE: i64 = 60_000;
 
@@ -275,7 +275,7 @@ mod tests {
         assert_eq!(archive.pack(&policy, now).await.unwrap().objects, 6);
         let full = dir_size(&media);
         // Retention 2 hours (INCREASE by 1 from the stream's 1): everything is younger.
-        let r = StreamRef::Name(kinescope_api::StreamName::parse("packed").unwrap());
+        let r = testing::stream_ref();
         let v = |s: &str| Version::parse(s).unwrap();
         archive
             .catalog()
@@ -444,9 +444,7 @@ mod tests {
         upload(&archive, stream, header, quiet).await;
         let arn = archive
             .catalog()
-            .stream(&StreamRef::Name(
-                kinescope_api::StreamName::parse("packed").unwrap(),
-            ))
+            .stream(&testing::stream_ref())
             .await
             .unwrap()
             .info
@@ -464,7 +462,16 @@ mod tests {
         archive.free_stream(stream).await.unwrap();
         assert!(archive.store().list("").await.unwrap().is_empty());
         // The same name again: a new stream, empty, on keys of its own.
-        let (_, again, _) = crate::testing::archive(dir.path(), "memory://").await;
+        let again = archive
+            .catalog()
+            .create_stream(
+                &crate::conformance::info("packed", 2),
+                kinescope_api::control::StorageTier::Hot,
+                &Default::default(),
+            )
+            .await
+            .unwrap()
+            .id;
         assert_ne!(again, stream);
         assert!(
             archive

@@ -23,8 +23,7 @@ pub(crate) async fn archive(dir: &Path, store: &str) -> (Arc<Archive>, StreamId,
     let archive = Archive::open(catalog.clone(), store, log, Durability::Log)
         .await
         .unwrap();
-    let name = StreamName::parse("packed").unwrap();
-    let stream = match catalog.stream(&StreamRef::Name(name)).await {
+    let stream = match catalog.stream(&stream_ref()).await {
         Ok(s) => s.id,
         Err(_) => {
             catalog
@@ -43,6 +42,11 @@ pub(crate) async fn archive(dir: &Path, store: &str) -> (Arc<Archive>, StreamId,
     };
     let header = catalog.add_track_header(stream, b"h").await.unwrap();
     (Arc::new(archive), stream, header)
+}
+
+/// The stream [`archive`] creates.
+pub(crate) fn stream_ref() -> StreamRef {
+    StreamRef::Name(StreamName::parse("packed").unwrap())
 }
 
 /// Appends a 1 s fragment received at `t`; its bytes name `t` and are a few KiB.
