@@ -11,7 +11,7 @@ use kinescope_media::mkv::MetadataTag;
 
 use crate::{Catalog, CatalogError, FragmentRow, Relocation, StreamId, TimestampKind};
 
-fn name(s: &str) -> StreamName {
+pub(crate) fn name(s: &str) -> StreamName {
     StreamName::parse(s).unwrap()
 }
 

@@ -5,6 +5,7 @@
 
 mod catalog;
 mod clock;
+mod crash;
 mod fsck;
 mod lifecycle;
 mod log;
@@ -23,7 +24,9 @@ pub use catalog::{
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use fsck::{FsckReport, fsck};
-pub use lifecycle::{BudgetReport, EXPIRE_BATCH, RetentionReport, spawn_lifecycle};
+pub use lifecycle::{
+    BudgetReport, EXPIRE_BATCH, LifecyclePolicy, RetentionReport, spawn_lifecycle,
+};
 pub use log::{Appended, FragmentLog, LogLocation, Recovery, SEGMENT_BYTES};
 pub use numbers::FragmentNumbers;
 pub use object::{ObjectBlobStore, PART_SIZE, PUT_THRESHOLD, S3Options, StoreUrl};
@@ -38,6 +41,8 @@ pub use store::{BlobStore, BlobWriter, LocalStore, ObjectInfo};
 
 #[cfg(test)]
 mod conformance;
+#[cfg(test)]
+mod faults;
 #[cfg(all(test, feature = "s3"))]
 mod s3_test_server;
 #[cfg(test)]

@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kinescope_api::{StreamArn, StreamRef, Timestamp, Version};
-use tokio::task::JoinHandle;
 
 use crate::catalog::StreamId;
+use crate::crash::{Step, crash_point};
 use crate::log::parse_segment_key;
 use crate::{Archive, ArchiveError, Clock};
 
@@ -124,6 +124,7 @@ impl Archive {
             .await?
             .id;
         self.catalog().delete_stream(arn, expected).await?;
+        crash_point(Step::DeleteStreamRows);
         let archive = self.clone();
         tokio::spawn(async move {
             match archive.free_stream(id).await {
@@ -151,6 +152,22 @@ impl Archive {
         Ok(deleted)
     }
 
+    /// Deletes the objects no fragment points into that were written more than `grace_ms`
+    /// before `now`: what a crash between an object's write and its rows' commit, or between
+    /// rows' deletion and their objects', leaves behind. The grace period covers an object
+    /// whose rows are being committed right now (packing, `--persist-to-store`). How many.
+    pub async fn sweep_orphans(&self, now: Timestamp, grace_ms: i64) -> Result<u64, ArchiveError> {
+        let old: Vec<String> = self
+            .store()
+            .list("")
+            .await?
+            .into_iter()
+            .filter(|o| now.as_millis() - o.modified_ms >= grace_ms)
+            .map(|o| o.key)
+            .collect();
+        self.delete_unused_objects(old).await
+    }
+
     /// Deletes those of `keys` (objects some deleted rows pointed into) that no row points
     /// into any more; how many.
     async fn delete_unused_objects(&self, mut keys: Vec<String>) -> Result<u64, ArchiveError> {
@@ -160,6 +177,7 @@ impl Archive {
         if keys.is_empty() {
             return Ok(0);
         }
+        crash_point(Step::ExpireRows);
         let used: HashSet<String> = self
             .catalog()
             .keys_in_use(&keys)
@@ -175,17 +193,49 @@ impl Archive {
     }
 }
 
-/// Enforces retention, then the storage budget (`max_bytes`, if any), every `interval`; a
-/// failed pass is logged and the next one retries. Metrics: `kinescope_fragments_deleted_total`
-/// by reason, `kinescope_stored_bytes`.
-pub fn spawn_lifecycle(
-    archive: Arc<Archive>,
-    clock: Arc<dyn Clock>,
-    interval: Duration,
-    max_bytes: Option<u64>,
-) -> JoinHandle<()> {
+/// When the lifecycle task runs and what it keeps.
+#[derive(Debug, Clone)]
+pub struct LifecyclePolicy {
+    /// Between retention (and storage budget) passes.
+    pub interval: Duration,
+    /// `--max-storage`: fragment bytes kept across all streams.
+    pub max_bytes: Option<u64>,
+    /// An object no fragment points into is deleted once it is this old; orphans are swept
+    /// at start and then once per this period.
+    pub orphan_grace: Duration,
+}
+
+/// Sweeps orphans (at start, then every `orphan_grace`), and enforces retention, then the
+/// storage budget, every `interval`; a failed pass is logged and the next one retries.
+/// Metrics: `kinescope_fragments_deleted_total` by reason, `kinescope_stored_bytes`,
+/// `kinescope_orphans_deleted_total`.
+pub fn spawn_lifecycle(archive: Arc<Archive>, clock: Arc<dyn Clock>, policy: LifecyclePolicy) {
+    {
+        let (archive, clock) = (archive.clone(), clock.clone());
+        let grace = policy.orphan_grace;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(grace.max(Duration::from_secs(1)));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match archive
+                    .sweep_orphans(clock.now(), grace.as_millis() as i64)
+                    .await
+                {
+                    Ok(n) => {
+                        metrics::counter!("kinescope_orphans_deleted_total").increment(n);
+                        if n > 0 {
+                            tracing::info!(objects = n, "orphan objects deleted");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "orphan sweep failed"),
+                }
+            }
+        });
+    }
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(interval);
+        let max_bytes = policy.max_bytes;
+        let mut tick = tokio::time::interval(policy.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
@@ -228,7 +278,7 @@ pub fn spawn_lifecycle(
                 Err(e) => tracing::warn!(error = %e, "storage budget pass failed"),
             }
         }
-    })
+    });
 }
 
 #[cfg(test)]
@@ -481,5 +531,39 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    #[tokio::test]
+    async fn the_sweep_deletes_only_unreferenced_objects_past_the_grace_period() {
+        let dir = tempfile::tempdir().unwrap();
+        let (archive, stream, header) = archive(dir.path(), "memory://").await;
+        let t0 = 1_800_000_000_000;
+        upload(&archive, stream, header, Timestamp::from_millis(t0)).await;
+        let quiet = PackPolicy {
+            max_age_ms: 0,
+            ..PackPolicy::default()
+        };
+        let now = Timestamp::from_millis(t0);
+        assert_eq!(archive.pack(&quiet, now).await.unwrap().objects, 1);
+        archive
+            .store()
+            .put(
+                "streams/999/1-1",
+                vec![bytes::Bytes::from_static(b"orphan")],
+            )
+            .await
+            .unwrap();
+        let wall = archive.store().list("streams/999/").await.unwrap()[0].modified_ms;
+        let sweep = |ms| archive.sweep_orphans(Timestamp::from_millis(ms), 60_000);
+        assert_eq!(
+            sweep(wall + 59_000).await.unwrap(),
+            0,
+            "within the grace period"
+        );
+        assert_eq!(sweep(wall + 61_000).await.unwrap(), 1);
+        let left = archive.store().list("").await.unwrap();
+        assert_eq!(left.len(), 1);
+        assert!(left[0].key.starts_with(&format!("streams/{}/", stream.0)));
+        assert_eq!(sweep(wall + 61_000).await.unwrap(), 0);
     }
 }

@@ -19,6 +19,7 @@ use kinescope_api::Timestamp;
 use tokio::task::JoinHandle;
 
 use crate::catalog::{FragmentRow, Relocation};
+use crate::crash::{Step, crash_point};
 use crate::log::parse_segment_key;
 use crate::{Archive, ArchiveError, Clock};
 
@@ -108,7 +109,9 @@ impl Archive {
             offset += row.length;
         }
         object.finish().await?;
+        crash_point(Step::PackWritten);
         self.catalog().relocate_fragments(&moves).await?;
+        crash_point(Step::PackMoved);
         Ok(())
     }
 

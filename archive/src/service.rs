@@ -12,6 +12,7 @@ use kinescope_api::{FragmentNumber, Timestamp};
 use kinescope_media::mkv::{MetadataTag, TrackHeader};
 
 use crate::catalog::{FragmentRow, StreamId};
+use crate::crash::{Step, crash_point};
 use crate::numbers::FragmentNumbers;
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
@@ -345,7 +346,9 @@ impl Archive {
             ))));
         }
         let live = f.into_live(key, offset, size);
+        crash_point(Step::CommitStored);
         self.catalog.add_fragment(&live.row).await?;
+        crash_point(Step::CommitRecorded);
         drop(lease);
         let row = live.row.clone();
         self.publish(live);

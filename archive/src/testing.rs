@@ -10,17 +10,26 @@ use kinescope_api::{StreamName, StreamRef, Timestamp};
 use kinescope_media::mkv::TrackHeader;
 
 use crate::{
-    Archive, Catalog, Durability, FragmentLog, FragmentRow, NewFragment, SqliteCatalog, StoreUrl,
-    StreamId,
+    Archive, ArchiveError, BlobStore, Catalog, Durability, FragmentLog, FragmentRow, NewFragment,
+    SqliteCatalog, StoreUrl, StreamId,
 };
 
 /// The archive in `dir` (opened again if it exists) on the store at `store`, and its stream
 /// "packed" (retention 1 hour) with a track header: (archive, stream, header id).
 pub(crate) async fn archive(dir: &Path, store: &str) -> (Arc<Archive>, StreamId, i64) {
+    let store = StoreUrl::parse(store).unwrap().open().unwrap();
+    archive_on(dir, store, Durability::Log).await
+}
+
+/// [`archive`] on a given store, with a given durability.
+pub(crate) async fn archive_on(
+    dir: &Path,
+    store: Arc<dyn BlobStore>,
+    durability: Durability,
+) -> (Arc<Archive>, StreamId, i64) {
     let catalog: Arc<dyn Catalog> = Arc::new(SqliteCatalog::open(&dir.join("c.db")).await.unwrap());
     let log = FragmentLog::open(dir.join("log")).unwrap().0;
-    let store = StoreUrl::parse(store).unwrap().open().unwrap();
-    let archive = Archive::open(catalog.clone(), store, log, Durability::Log)
+    let archive = Archive::open(catalog.clone(), store, log, durability)
         .await
         .unwrap();
     let stream = match catalog.stream(&stream_ref()).await {
@@ -49,13 +58,30 @@ pub(crate) fn stream_ref() -> StreamRef {
     StreamRef::Name(StreamName::parse("packed").unwrap())
 }
 
-/// Appends a 1 s fragment received at `t`; its bytes name `t` and are a few KiB.
+/// Appends a 1 s fragment received at `t`; its bytes ([`bytes_at`]) name `t` and are a few KiB.
 pub(crate) async fn upload(
     archive: &Archive,
     stream: StreamId,
     header_id: i64,
     t: Timestamp,
 ) -> FragmentRow {
+    try_upload(archive, stream, header_id, t).await.unwrap()
+}
+
+/// The bytes of the fragment [`upload`] appends at `t`.
+pub(crate) fn bytes_at(t: Timestamp) -> Bytes {
+    Bytes::from(
+        format!("fragment at {} ", t.as_millis()).repeat(100 + (t.as_millis() % 7) as usize),
+    )
+}
+
+/// [`upload`], which may fail.
+pub(crate) async fn try_upload(
+    archive: &Archive,
+    stream: StreamId,
+    header_id: i64,
+    t: Timestamp,
+) -> Result<FragmentRow, ArchiveError> {
     archive
         .append(NewFragment {
             stream,
@@ -72,12 +98,8 @@ pub(crate) async fn upload(
                 segment_header: Vec::new(),
             }),
             metadata: Vec::new(),
-            rest: vec![Bytes::from(
-                format!("fragment at {} ", t.as_millis())
-                    .repeat(100 + (t.as_millis() % 7) as usize),
-            )],
+            rest: vec![bytes_at(t)],
             live_bytes: None,
         })
         .await
-        .unwrap()
 }

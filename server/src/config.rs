@@ -40,10 +40,6 @@ pub struct FsckArgs {
     /// Delete objects that no fragment points into and are older than --orphan-grace.
     #[arg(long)]
     pub repair: bool,
-    /// Seconds an unreferenced object is left alone (it may be a packed run whose fragments
-    /// have not moved to it yet, or an object whose fragment is being recorded).
-    #[arg(long, default_value_t = 3600)]
-    pub orphan_grace: u64,
 }
 
 #[derive(Debug, Args)]
@@ -125,6 +121,11 @@ pub struct ServeArgs {
     /// Bytes of fragments kept across all streams; beyond it the oldest go first.
     #[arg(long, env = "KINESCOPE_MAX_STORAGE")]
     pub max_storage: Option<u64>,
+    /// Seconds an object no fragment points into is left alone (default 3600): it may be a
+    /// packed run whose fragments have not moved to it yet. Older ones are crash leftovers,
+    /// deleted by the server (swept at start, then once per this period) and `fsck --repair`.
+    #[arg(long, env = "KINESCOPE_ORPHAN_GRACE")]
+    pub orphan_grace: Option<u64>,
     /// The catalog: sqlite://PATH (default DATA_DIR/catalog.db) or postgres://… (query keys
     /// max_connections, acquire_timeout and statement_timeout set the pool).
     #[arg(long, env = "KINESCOPE_CATALOG")]
@@ -219,6 +220,7 @@ pub struct FileConfig {
     pub pack_bytes: Option<u64>,
     pub retention_interval: Option<u64>,
     pub max_storage: Option<u64>,
+    pub orphan_grace: Option<u64>,
     pub catalog: Option<String>,
     pub listen: Option<SocketAddr>,
     pub public_url: Option<String>,
@@ -325,6 +327,8 @@ pub struct Config {
     pub pack: PackPolicy,
     pub lifecycle_seconds: u64,
     pub max_storage: Option<u64>,
+    /// Seconds before an unreferenced object counts as an orphan.
+    pub orphan_grace: u64,
     /// `None`: `DATA_DIR/catalog.db` (see [`Config::catalog`]).
     pub catalog: Option<CatalogUrl>,
     pub listen: SocketAddr,
@@ -506,6 +510,7 @@ impl Config {
                 .unwrap_or(60)
                 .max(1),
             max_storage: args.max_storage.or(file.max_storage),
+            orphan_grace: args.orphan_grace.or(file.orphan_grace).unwrap_or(3600),
             catalog,
             listen,
             public_url,

@@ -34,7 +34,7 @@ fn main() -> ExitCode {
     let (args, fsck) = match cli.command {
         Command::Serve(args) => (*args, None),
         Command::Simulate(args) => return simulate(args),
-        Command::Fsck(args) => (args.server, Some((args.repair, args.orphan_grace))),
+        Command::Fsck(args) => (args.server, Some(args.repair)),
     };
     let config = match Config::resolve(args) {
         Ok(c) => c,
@@ -53,8 +53,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Some((repair, grace)) = fsck {
-        return match runtime.block_on(serve::fsck(config, repair, grace)) {
+    if let Some(repair) = fsck {
+        return match runtime.block_on(serve::fsck(config, repair)) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::FAILURE,
             Err(e) => {

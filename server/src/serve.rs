@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use kinescope_archive::{
-    Archive, Catalog, Clock, Durability, FragmentLog, PgCatalog, SEGMENT_BYTES, SqliteCatalog,
-    SystemClock, spawn_lifecycle, spawn_packer,
+    Archive, Catalog, Clock, Durability, FragmentLog, LifecyclePolicy, PgCatalog, SEGMENT_BYTES,
+    SqliteCatalog, SystemClock, spawn_lifecycle, spawn_packer,
 };
 use kinescope_playback::{Player, SessionKey};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
@@ -60,8 +60,9 @@ pub async fn open_catalog(config: &Config) -> Result<Arc<dyn Catalog>, BoxError>
 }
 
 /// `kinescope fsck`: checks the catalog against the stored bytes, prints a summary; with
-/// `repair`, deletes orphan objects older than `grace_secs`. Whether all is well (or repaired).
-pub async fn fsck(config: Config, repair: bool, grace_secs: u64) -> Result<bool, BoxError> {
+/// `repair`, deletes orphan objects older than `--orphan-grace`. Whether all is well (or repaired).
+pub async fn fsck(config: Config, repair: bool) -> Result<bool, BoxError> {
+    let grace_secs = config.orphan_grace;
     let catalog = open_catalog(&config).await?;
     let store_url = config.store();
     let store = store_url
@@ -149,8 +150,11 @@ pub async fn run(mut config: Config) -> Result<(), BoxError> {
     spawn_lifecycle(
         archive.clone(),
         clock.clone(),
-        Duration::from_secs(config.lifecycle_seconds),
-        config.max_storage,
+        LifecyclePolicy {
+            interval: Duration::from_secs(config.lifecycle_seconds),
+            max_bytes: config.max_storage,
+            orphan_grace: Duration::from_secs(config.orphan_grace),
+        },
     );
 
     let (auth, shown) = if config.allow_anonymous {
