@@ -71,6 +71,7 @@ impl Archive {
                     if keys.is_empty() {
                         break;
                     }
+                    crash_point(Step::ExpireRows);
                     report.fragments += keys.len() as u64;
                     report.objects += self.delete_unused_objects(keys).await?;
                 }
@@ -97,6 +98,7 @@ impl Archive {
             if gone.is_empty() {
                 break;
             }
+            crash_point(Step::ExpireRows);
             report.fragments += gone.len() as u64;
             let bytes: u64 = gone.iter().map(|(_, n)| n).sum();
             freed += bytes;
@@ -177,7 +179,6 @@ impl Archive {
         if keys.is_empty() {
             return Ok(0);
         }
-        crash_point(Step::ExpireRows);
         let used: HashSet<String> = self
             .catalog()
             .keys_in_use(&keys)

@@ -504,14 +504,18 @@ impl Catalog for SqliteCatalog {
     }
 
     async fn add_track_header(&self, stream: StreamId, header: &[u8]) -> Result<i64, CatalogError> {
+        // RETURNING in a transaction of its own: outside one, sqlx may hand back the row before
+        // SQLite commits (sqlx issue 3430).
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(
             "INSERT INTO track_headers (stream_id, header) VALUES ($1, $2) RETURNING id",
         )
         .bind(stream.0)
         .bind(header)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .map_err(|e| missing_stream(e, stream))?;
+        tx.commit().await?;
         Ok(row.try_get(0)?)
     }
 
@@ -722,19 +726,25 @@ impl Catalog for SqliteCatalog {
         before: Timestamp,
         limit: u32,
     ) -> Result<Vec<String>, CatalogError> {
-        Ok(sqlx::query_scalar(EXPIRE)
+        // Committed before the objects go (sqlx issue 3430: see `add_track_header`).
+        let mut tx = self.begin_write().await?;
+        let keys = sqlx::query_scalar(EXPIRE)
             .bind(stream.0)
             .bind(before.as_millis())
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(keys)
     }
 
     async fn expire_oldest(&self, limit: u32) -> Result<Vec<(String, u64)>, CatalogError> {
+        let mut tx = self.begin_write().await?;
         let rows: Vec<(String, i64)> = sqlx::query_as(EXPIRE_OLDEST)
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(rows
             .into_iter()
             .map(|(k, n)| (k, u64::try_from(n).unwrap_or(0)))
