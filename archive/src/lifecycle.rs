@@ -11,7 +11,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kinescope_api::{StreamArn, StreamRef, Timestamp, Version};
 
@@ -21,7 +21,7 @@ use crate::log::parse_segment_key;
 use crate::{Archive, ArchiveError, Clock};
 
 /// Rows deleted per statement: a pass never holds the catalog for long.
-pub const EXPIRE_BATCH: u32 = 1_000;
+pub const EXPIRE_BATCH: u32 = 250;
 
 /// What one retention pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -40,7 +40,14 @@ pub struct BudgetReport {
 }
 
 /// The most rows the storage budget deletes per statement.
-const BUDGET_BATCH: u32 = 1_000;
+const BUDGET_BATCH: u32 = EXPIRE_BATCH;
+
+/// After a batch of deletions, waits as long as the batch took: a backlog (a first start, a
+/// retention DECREASE) is deleted at most half the time, and ingest gets the catalog and the
+/// disk the other half (BENCHMARKS.md, "Lifecycle").
+async fn give_way(batch_started: Instant) {
+    tokio::time::sleep(batch_started.elapsed()).await;
+}
 
 impl Archive {
     /// Deletes every fragment older than its stream's retention (by server timestamp) at `now`,
@@ -64,6 +71,7 @@ impl Archive {
                 }
                 let before = Timestamp::from_millis(now.as_millis() - hours * 3_600_000);
                 loop {
+                    let started = Instant::now();
                     let keys = self
                         .catalog()
                         .expire_fragments(s.id, before, EXPIRE_BATCH)
@@ -74,6 +82,7 @@ impl Archive {
                     crash_point(Step::ExpireRows);
                     report.fragments += keys.len() as u64;
                     report.objects += self.delete_unused_objects(keys).await?;
+                    give_way(started).await;
                 }
             }
         }
@@ -91,6 +100,7 @@ impl Archive {
         // overshoots by about one fragment, not by a batch.
         let (mut batch, mut freed) = (1u64, 0u64);
         while report.stored > max_bytes {
+            let started = Instant::now();
             let gone = self
                 .catalog()
                 .expire_oldest(batch.min(u64::from(BUDGET_BATCH)) as u32)
@@ -109,6 +119,7 @@ impl Archive {
                 .max(1);
             let keys = gone.into_iter().map(|(k, _)| k).collect();
             report.objects += self.delete_unused_objects(keys).await?;
+            give_way(started).await;
         }
         Ok(report)
     }

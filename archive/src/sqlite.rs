@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,6 +24,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, Transaction};
+use tokio::sync::OwnedMutexGuard;
 
 use crate::catalog::{FragmentRow, Relocation, StreamId, TimestampKind};
 use crate::catalog::{MAX_RETENTION_HOURS, MAX_TAGS};
@@ -54,6 +55,11 @@ pub struct SqliteCatalog {
     streams: RwLock<Streams>,
     /// Held across each mutation and its update of `streams`.
     write: tokio::sync::Mutex<()>,
+    /// Whose turn it is to write: SQLite has one writer at a time, and a writer that finds the
+    /// database locked sleeps in its busy handler (up to 100 ms a try) while others may take
+    /// the lock before it. Taking turns here, in order, keeps a long job (retention deleting
+    /// a million rows, a batch at a time) from starving the fragment commits (issue 12).
+    turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Every stream, by name, and the name of every ARN.
@@ -127,11 +133,13 @@ impl SqliteCatalog {
             streams.insert(stream_from_row(row)?);
         }
         let (fragments, queue) = tokio::sync::mpsc::channel(4 * GROUP_COMMIT_MAX);
-        tokio::spawn(group_commit(pool.clone(), queue));
+        let turn = Arc::new(tokio::sync::Mutex::new(()));
+        tokio::spawn(group_commit(pool.clone(), turn.clone(), queue));
         Ok(Self {
             pool,
             streams: RwLock::new(streams),
             write: tokio::sync::Mutex::new(()),
+            turn,
             fragments,
         })
     }
@@ -173,15 +181,23 @@ impl SqliteCatalog {
     }
 
     /// Starts a transaction that holds the write lock from its first statement, so that a
-    /// read-check-write sequence cannot interleave with another writer.
-    async fn begin_write(&self) -> Result<Transaction<'_, Sqlite>, CatalogError> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    /// read-check-write sequence cannot interleave with another writer; it waits for its turn
+    /// among this process's writers first (see [`SqliteCatalog::turn`]).
+    async fn begin_write(
+        &self,
+    ) -> Result<(OwnedMutexGuard<()>, Transaction<'_, Sqlite>), CatalogError> {
+        let turn = self.turn.clone().lock_owned().await;
+        Ok((turn, self.pool.begin_with("BEGIN IMMEDIATE").await?))
     }
 }
 
 /// Commits queued fragment rows, as many per transaction as have queued up. A row that fails
 /// (its stream was deleted) fails alone; the others commit.
-async fn group_commit(pool: SqlitePool, mut queue: tokio::sync::mpsc::Receiver<PendingRow>) {
+async fn group_commit(
+    pool: SqlitePool,
+    turn: Arc<tokio::sync::Mutex<()>>,
+    mut queue: tokio::sync::mpsc::Receiver<PendingRow>,
+) {
     while let Some(first) = queue.recv().await {
         let mut batch = vec![first];
         while batch.len() < GROUP_COMMIT_MAX {
@@ -191,7 +207,8 @@ async fn group_commit(pool: SqlitePool, mut queue: tokio::sync::mpsc::Receiver<P
             }
         }
         let outcome: Result<Vec<Result<(), CatalogError>>, sqlx::Error> = async {
-            let mut tx = pool.begin().await?;
+            let _turn = turn.lock().await;
+            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
             let mut results = Vec::with_capacity(batch.len());
             for (row, _) in &batch {
                 results.push(
@@ -267,7 +284,7 @@ impl Catalog for SqliteCatalog {
             });
         }
         let _write = self.write.lock().await;
-        let mut tx = self.begin_write().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO streams (name, arn, device_name, media_type, kms_key_id, version, \
              status, creation_time_ms, data_retention_hours, storage_tier) \
@@ -350,7 +367,7 @@ impl Catalog for SqliteCatalog {
         media_type: Option<&MediaType>,
     ) -> Result<(), CatalogError> {
         let _write = self.write.lock().await;
-        let mut tx = self.begin_write().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         let (id, version) = self.id_and_version(&mut tx, r).await?;
         if version != expected.as_str() {
             return Err(CatalogError::VersionMismatch {
@@ -380,7 +397,7 @@ impl Catalog for SqliteCatalog {
         delta_hours: i64,
     ) -> Result<(), CatalogError> {
         let _write = self.write.lock().await;
-        let mut tx = self.begin_write().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         let (id, version) = self.id_and_version(&mut tx, r).await?;
         if version != expected.as_str() {
             return Err(CatalogError::VersionMismatch {
@@ -417,7 +434,7 @@ impl Catalog for SqliteCatalog {
     ) -> Result<(), CatalogError> {
         let r = StreamRef::Arn(arn.clone());
         let _write = self.write.lock().await;
-        let mut tx = self.begin_write().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         let (id, version) = self.id_and_version(&mut tx, &r).await?;
         if let Some(expected) = expected
             && version != expected.as_str()
@@ -440,7 +457,7 @@ impl Catalog for SqliteCatalog {
     }
 
     async fn tag_stream(&self, r: &StreamRef, tags: &Tags) -> Result<(), CatalogError> {
-        let mut tx = self.begin_write().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         let (id, _) = self.id_and_version(&mut tx, r).await?;
         for (k, v) in tags {
             sqlx::query(
@@ -471,7 +488,7 @@ impl Catalog for SqliteCatalog {
     }
 
     async fn untag_stream(&self, r: &StreamRef, keys: &[TagKey]) -> Result<(), CatalogError> {
-        let mut tx = self.begin_write().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         let (id, _) = self.id_and_version(&mut tx, r).await?;
         for k in keys {
             sqlx::query("DELETE FROM stream_tags WHERE stream_id = $1 AND tag_key = $2")
@@ -506,7 +523,7 @@ impl Catalog for SqliteCatalog {
     async fn add_track_header(&self, stream: StreamId, header: &[u8]) -> Result<i64, CatalogError> {
         // RETURNING in a transaction of its own: outside one, sqlx may hand back the row before
         // SQLite commits (sqlx issue 3430).
-        let mut tx = self.begin_write().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         let row = sqlx::query(
             "INSERT INTO track_headers (stream_id, header) VALUES ($1, $2) RETURNING id",
         )
@@ -704,7 +721,7 @@ impl Catalog for SqliteCatalog {
     }
 
     async fn relocate_fragments(&self, moves: &[Relocation]) -> Result<u64, CatalogError> {
-        let mut tx = self.begin_write().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         let mut moved = 0;
         for m in moves {
             moved += sqlx::query(RELOCATE)
@@ -727,7 +744,7 @@ impl Catalog for SqliteCatalog {
         limit: u32,
     ) -> Result<Vec<String>, CatalogError> {
         // Committed before the objects go (sqlx issue 3430: see `add_track_header`).
-        let mut tx = self.begin_write().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         let keys = sqlx::query_scalar(EXPIRE)
             .bind(stream.0)
             .bind(before.as_millis())
@@ -739,7 +756,7 @@ impl Catalog for SqliteCatalog {
     }
 
     async fn expire_oldest(&self, limit: u32) -> Result<Vec<(String, u64)>, CatalogError> {
-        let mut tx = self.begin_write().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         let rows: Vec<(String, i64)> = sqlx::query_as(EXPIRE_OLDEST)
             .bind(i64::from(limit))
             .fetch_all(&mut *tx)
