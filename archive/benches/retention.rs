@@ -2,9 +2,11 @@
 //! expired fragments (10,000 each, packed 60 to an object: 16,700 objects), while the same 100
 //! streams ingest at 2 Mbit/s (a 250 KB fragment per stream per second through
 //! `Archive::append`: the fragment log's group commit, then the catalog row — the point where
-//! PutMedia ACKs PERSISTED). First 20 s of ingest alone (the baseline), then ingest while one
-//! retention pass deletes all 1,000,000 rows and their objects. Prints the deletion rate and
-//! the p50/p99 ingest latency of each phase, and the ratio of the p99s (aim ≤ 1.2).
+//! PutMedia ACKs PERSISTED). Ingest alone for 20 s before and 20 s after (the baseline), and
+//! ingest while one retention pass deletes all 1,000,000 rows and their objects. Prints the deletion rate and
+//! the p50/p99 ingest latency of each phase, and the ratio of the p99s (aim ≤ 1.2) — on SQLite,
+//! then on PostgreSQL (a fresh database on $KINESCOPE_TEST_POSTGRES, default the machine's
+//! postgres://postgres@127.0.0.1:5432/test, dropped afterwards).
 //!   cargo bench -p kinescope-archive --bench retention
 //!
 //! The expired objects are small (their rows say 100,000 bytes each, the files hold a few):
@@ -18,7 +20,8 @@ use bytes::Bytes;
 use kinescope_api::control::{StorageTier, StreamInfo, StreamStatus};
 use kinescope_api::{StreamArn, StreamName, Timestamp, Version};
 use kinescope_archive::{
-    Archive, Catalog, Durability, FragmentLog, LocalStore, NewFragment, SqliteCatalog, StreamId,
+    Archive, Catalog, Durability, FragmentLog, LocalStore, NewFragment, PgCatalog, SqliteCatalog,
+    StreamId,
 };
 use kinescope_media::mkv::TrackHeader;
 use sqlx::Executor;
@@ -70,23 +73,16 @@ async fn streams(catalog: &dyn Catalog) -> Vec<(StreamId, i64)> {
 }
 
 /// Rows of expired fragments, one per second ending two hours ago, in packed objects (written
-/// as plain files: the store's own writes would fsync 16,700 times before the bench starts).
-async fn seed(path: &std::path::Path, media: &std::path::Path, streams: &[(StreamId, i64)]) {
-    let pool = sqlx::sqlite::SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(sqlx::sqlite::SqliteConnectOptions::new().filename(path))
-        .await
-        .unwrap();
+/// as plain files: the store's own writes would fsync 16,700 times before the bench starts):
+/// one transaction's INSERT statements per stream.
+fn seed(media: &std::path::Path, streams: &[(StreamId, i64)]) -> Vec<Vec<String>> {
     let t_end = now().as_millis() - 2 * HOUR;
     let mut number = 0i64;
+    let mut out = Vec::new();
     for (stream, header) in streams {
-        let mut tx = pool.begin().await.unwrap();
-        for chunk in 0..EXPIRED_PER_STREAM / PER_OBJECT + 1 {
-            let first = chunk * PER_OBJECT;
+        let mut tx = Vec::new();
+        for first in (0..EXPIRED_PER_STREAM).step_by(PER_OBJECT as usize) {
             let last = (first + PER_OBJECT).min(EXPIRED_PER_STREAM) - 1;
-            if first > last {
-                break;
-            }
             let key = format!("streams/{}/{first}-{last}", stream.0);
             let file = media.join(&key);
             std::fs::create_dir_all(file.parent().unwrap()).unwrap();
@@ -102,18 +98,16 @@ async fn seed(path: &std::path::Path, media: &std::path::Path, streams: &[(Strea
                     )
                 })
                 .collect();
-            tx.execute(sqlx::AssertSqlSafe(format!(
+            tx.push(format!(
                 "INSERT INTO fragments (fragment_number, stream_id, producer_ts_ms, server_ts_ms, \
                  duration_ms, size_bytes, object_key, object_offset, object_length, header_id) \
                  VALUES {}",
                 values.join(",")
-            )))
-            .await
-            .unwrap();
+            ));
         }
-        tx.commit().await.unwrap();
+        out.push(tx);
     }
-    pool.close().await;
+    out
 }
 
 /// One stream's camera: a fragment every second (a random phase apart from the others), each
@@ -173,6 +167,146 @@ fn summary(what: &str, mut samples: Vec<Duration>) -> Duration {
     percentile(&samples, 0.99)
 }
 
+/// Ingest alone, then ingest beside a retention pass over the seeded rows, on `catalog`.
+async fn measure(
+    db: &str,
+    dir: &std::path::Path,
+    catalog: Arc<dyn Catalog>,
+    streams: &[(StreamId, i64)],
+) {
+    let log = FragmentLog::open(dir.join("log")).unwrap().0;
+    let store = Arc::new(LocalStore::open(dir.join("media")).unwrap());
+    let archive = Arc::new(
+        Archive::open(catalog, store, log, Durability::Log)
+            .await
+            .unwrap(),
+    );
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (stop_tx, stop) = watch::channel(false);
+    let payload = Bytes::from(vec![0x42u8; FRAGMENT_BYTES]);
+    let cameras: Vec<_> = streams
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let phase = Duration::from_millis((i as u64 * 1000) / STREAMS as u64);
+            tokio::spawn(camera(
+                archive.clone(),
+                *s,
+                phase,
+                payload.clone(),
+                tx.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect();
+    // Ingest settles for 2 s, then the baseline.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let baseline_from = Instant::now();
+    tokio::time::sleep(BASELINE).await;
+    let deleting_from = Instant::now();
+    let report = archive.enforce_retention(now()).await.unwrap();
+    let deleting_for = deleting_from.elapsed();
+    let deleted_at = Instant::now();
+    tokio::time::sleep(BASELINE).await;
+    stop_tx.send(true).unwrap();
+    for c in cameras {
+        c.await.unwrap();
+    }
+    drop(tx);
+    let (mut alone, mut beside) = (Vec::new(), Vec::new());
+    while let Some((started, took)) = rx.recv().await {
+        if started >= deleting_from && started < deleting_from + deleting_for {
+            beside.push(took);
+        } else if (started >= baseline_from && started < deleting_from)
+            || (started >= deleted_at && started < deleted_at + BASELINE)
+        {
+            alone.push(took);
+        }
+    }
+    assert_eq!(report.fragments, STREAMS as u64 * EXPIRED_PER_STREAM as u64);
+    println!(
+        "{db}: retention deleted {} fragments and {} objects in {:.1} s: {:.0} fragments/s",
+        report.fragments,
+        report.objects,
+        deleting_for.as_secs_f64(),
+        report.fragments as f64 / deleting_for.as_secs_f64()
+    );
+    println!(
+        "| {db}: {STREAMS} streams at 2 Mbit/s, Archive::append | fragments | p50 ms | p99 ms |"
+    );
+    println!("|---|---|---|---|");
+    let base = summary("ingest alone (baseline)", alone);
+    let with = summary("ingest while retention deletes", beside);
+    println!(
+        "{db}: ratio of p99 (with deletion / alone): {:.2} (aim ≤ 1.2)\n",
+        with.as_secs_f64() / base.as_secs_f64()
+    );
+}
+
+async fn sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("catalog.db");
+    let catalog = Arc::new(SqliteCatalog::open(&path).await.unwrap());
+    let streams = streams(catalog.as_ref()).await;
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(sqlx::sqlite::SqliteConnectOptions::new().filename(&path))
+        .await
+        .unwrap();
+    let load = Instant::now();
+    for batch in seed(&dir.path().join("media"), &streams) {
+        let mut tx = pool.begin().await.unwrap();
+        for sql in batch {
+            tx.execute(sqlx::AssertSqlSafe(sql)).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+    pool.close().await;
+    println!("SQLite: seeded in {:.1} s", load.elapsed().as_secs_f64());
+    measure("SQLite", dir.path(), catalog, &streams).await;
+}
+
+async fn postgres() {
+    let admin = std::env::var("KINESCOPE_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let db = format!("kinescope_bench_{}", std::process::id());
+    let admin_pool = sqlx::PgPool::connect(&admin)
+        .await
+        .expect("PostgreSQL reachable ($KINESCOPE_TEST_POSTGRES)");
+    admin_pool
+        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+        .await
+        .unwrap();
+    let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Arc::new(PgCatalog::open(&url).await.unwrap());
+        let streams = streams(catalog.as_ref()).await;
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        let load = Instant::now();
+        for batch in seed(&dir.path().join("media"), &streams) {
+            let mut tx = pool.begin().await.unwrap();
+            for sql in batch {
+                tx.execute(sqlx::AssertSqlSafe(sql)).await.unwrap();
+            }
+            tx.commit().await.unwrap();
+        }
+        pool.execute("ANALYZE fragments").await.unwrap();
+        pool.close().await;
+        println!(
+            "PostgreSQL: seeded in {:.1} s",
+            load.elapsed().as_secs_f64()
+        );
+        measure("PostgreSQL", dir.path(), catalog, &streams).await;
+    }
+    admin_pool
+        .execute(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE {db} WITH (FORCE)"
+        )))
+        .await
+        .unwrap();
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -180,81 +314,7 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("catalog.db");
-        let media = dir.path().join("media");
-        let catalog = Arc::new(SqliteCatalog::open(&path).await.unwrap());
-        let streams = streams(catalog.as_ref()).await;
-        let load = Instant::now();
-        seed(&path, &media, &streams).await;
-        println!(
-            "seeded {} expired fragments in {} objects in {:.1} s",
-            STREAMS as i64 * EXPIRED_PER_STREAM,
-            STREAMS as u64 * (EXPIRED_PER_STREAM as u64).div_ceil(PER_OBJECT as u64),
-            load.elapsed().as_secs_f64()
-        );
-        let log = FragmentLog::open(dir.path().join("log")).unwrap().0;
-        let store = Arc::new(LocalStore::open(&media).unwrap());
-        let archive = Arc::new(
-            Archive::open(catalog, store, log, Durability::Log)
-                .await
-                .unwrap(),
-        );
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let (stop_tx, stop) = watch::channel(false);
-        let payload = Bytes::from(vec![0x42u8; FRAGMENT_BYTES]);
-        let cameras: Vec<_> = streams
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                let phase = Duration::from_millis((i as u64 * 1000) / STREAMS as u64);
-                tokio::spawn(camera(
-                    archive.clone(),
-                    *s,
-                    phase,
-                    payload.clone(),
-                    tx.clone(),
-                    stop.clone(),
-                ))
-            })
-            .collect();
-        // Ingest settles for 2 s, then the baseline.
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let baseline_from = Instant::now();
-        tokio::time::sleep(BASELINE).await;
-        let deleting_from = Instant::now();
-        let report = archive.enforce_retention(now()).await.unwrap();
-        let deleting_for = deleting_from.elapsed();
-        stop_tx.send(true).unwrap();
-        for c in cameras {
-            c.await.unwrap();
-        }
-        drop(tx);
-        let (mut alone, mut beside) = (Vec::new(), Vec::new());
-        while let Some((started, took)) = rx.recv().await {
-            if started >= deleting_from && started < deleting_from + deleting_for {
-                beside.push(took);
-            } else if started >= baseline_from && started < deleting_from {
-                alone.push(took);
-            }
-        }
-        assert_eq!(report.fragments, STREAMS as u64 * EXPIRED_PER_STREAM as u64);
-        println!(
-            "retention deleted {} fragments and {} objects in {:.1} s: {:.0} fragments/s",
-            report.fragments,
-            report.objects,
-            deleting_for.as_secs_f64(),
-            report.fragments as f64 / deleting_for.as_secs_f64()
-        );
-        println!(
-            "| {STREAMS} streams at 2 Mbit/s, Archive::append | fragments | p50 ms | p99 ms |"
-        );
-        println!("|---|---|---|---|");
-        let base = summary("ingest alone (baseline)", alone);
-        let with = summary("ingest while retention deletes", beside);
-        println!(
-            "ratio of p99 (with deletion / alone): {:.2} (aim ≤ 1.2)",
-            with.as_secs_f64() / base.as_secs_f64()
-        );
+        sqlite().await;
+        postgres().await;
     });
 }
