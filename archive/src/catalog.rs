@@ -135,13 +135,22 @@ pub trait Catalog: Send + Sync + fmt::Debug {
         delta_hours: i64,
     ) -> Result<(), CatalogError>;
 
-    /// Deletes the stream, its tags and its fragment index. With `expected`, only if the
+    /// Deletes the stream at once as far as every lookup, list and new fragment is concerned,
+    /// and frees its name; its fragments stay until the lifecycle purges them
+    /// ([`Catalog::deleted_streams`], [`Catalog::remove_stream`]). With `expected`, only if the
     /// stream is still at that version.
     async fn delete_stream(
         &self,
         arn: &StreamArn,
         expected: Option<&Version>,
     ) -> Result<(), CatalogError>;
+
+    /// Streams deleted whose fragments may not all be purged yet.
+    async fn deleted_streams(&self) -> Result<Vec<StreamId>, CatalogError>;
+
+    /// Removes what is left of a deleted stream (its row, tags, track headers and any
+    /// fragments) in one transaction; the lifecycle deletes its fragments in batches first.
+    async fn remove_stream(&self, id: StreamId) -> Result<(), CatalogError>;
 
     /// Adds or overwrites tags; the total must stay within [`MAX_TAGS`].
     async fn tag_stream(&self, r: &StreamRef, tags: &Tags) -> Result<(), CatalogError>;

@@ -246,7 +246,7 @@ async fn fragments_move_from_the_log_to_objects(c: &dyn Catalog) {
             .collect::<Vec<_>>(),
         vec![rows[1].clone(), rows[3].clone()]
     );
-    // Deleting a stream frees its part of the log.
+    // Removing a deleted stream frees its part of the log.
     let arn = c
         .stream(&StreamRef::Name(name("pack-b")))
         .await
@@ -254,6 +254,7 @@ async fn fragments_move_from_the_log_to_objects(c: &dyn Catalog) {
         .info
         .stream_arn;
     c.delete_stream(&arn, None).await.unwrap();
+    c.remove_stream(b.0).await.unwrap();
     assert!(c.log_keys_in_use().await.unwrap().is_empty());
 }
 
@@ -713,17 +714,26 @@ async fn fragments_are_recorded_in_number_order(c: &dyn Catalog) {
             .unwrap(),
         vec![row(10, s.id), row(11, s.id), row(12, s.id)]
     );
-    // A deleted stream takes its fragments with it, and takes no new ones.
+    // A deleted stream takes no new fragments at once; it is listed as deleted until it is
+    // removed, which takes what is left of its fragments with it.
+    let all = |id| c.fragments_after(id, None, u32::MAX, false);
+    let before = all(s.id).await.unwrap();
     c.delete_stream(&s.info.stream_arn, None).await.unwrap();
-    assert!(
-        c.fragments_after(s.id, None, u32::MAX, false)
-            .await
-            .unwrap()
-            .is_empty()
-    );
     let late = c.add_fragment(&row(13, s.id)).await;
     assert!(
         matches!(late, Err(CatalogError::StreamNotFound(_))),
         "{late:?}"
+    );
+    assert!(c.deleted_streams().await.unwrap().contains(&s.id));
+    assert_eq!(all(s.id).await.unwrap(), before);
+    c.remove_stream(s.id).await.unwrap();
+    assert!(!c.deleted_streams().await.unwrap().contains(&s.id));
+    assert!(all(s.id).await.unwrap().is_empty());
+    // Only a deleted stream is removed.
+    c.remove_stream(other.id).await.unwrap();
+    assert!(
+        c.stream(&StreamRef::Arn(other.info.stream_arn.clone()))
+            .await
+            .is_ok()
     );
 }

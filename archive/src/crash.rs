@@ -19,8 +19,8 @@ pub(crate) enum Step {
     PackMoved,
     /// Expired (or over-budget) rows are deleted; the objects they pointed into are not.
     ExpireRows,
-    /// A deleted stream's row (and its fragments') are gone; its objects are not.
-    DeleteStreamRows,
+    /// A stream is marked deleted; its fragments and objects are all still there.
+    DeleteStreamMarked,
 }
 
 impl Step {
@@ -31,7 +31,7 @@ impl Step {
             Step::PackWritten => "pack-written",
             Step::PackMoved => "pack-moved",
             Step::ExpireRows => "expire-rows",
-            Step::DeleteStreamRows => "delete-stream-rows",
+            Step::DeleteStreamMarked => "delete-stream-marked",
         }
     }
 }

@@ -155,7 +155,7 @@ async fn scenario(dir: &Path, store: Arc<dyn BlobStore>, durability: Durability)
         .delete_stream(&other.info.stream_arn, None)
         .await
         .unwrap();
-    let _ = archive.free_stream(other.id).await;
+    let _ = archive.purge_deleted_streams().await;
     let _ = archive.enforce_retention(at(T0 + 3 * HOUR)).await;
     acked
 }
@@ -167,6 +167,7 @@ async fn check_after_restart(dir: &Path, store: Arc<dyn BlobStore>, acked: &Acke
     let (archive, stream, _) = archive_on(dir, store, Durability::Log).await;
     let later = at(T0 + 4 * HOUR);
     archive.pack(&policy(), later).await.unwrap();
+    archive.purge_deleted_streams().await.unwrap();
     archive.enforce_retention(at(T0 + 3 * HOUR)).await.unwrap();
     // The scenario's clock is ahead of the files' times: every unreferenced object is old.
     archive.sweep_orphans(later, 0).await.unwrap();
@@ -213,6 +214,15 @@ async fn check_after_restart(dir: &Path, store: Arc<dyn BlobStore>, acked: &Acke
             .stream(&StreamRef::Name(crate::conformance::name("other")))
             .await
             .is_err(),
+        "{case}"
+    );
+    assert!(
+        archive
+            .catalog()
+            .deleted_streams()
+            .await
+            .unwrap()
+            .is_empty(),
         "{case}"
     );
 }

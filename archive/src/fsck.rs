@@ -89,6 +89,21 @@ pub async fn fsck(
             .await?;
         }
     }
+    // A deleted stream's fragments are not checked, but their objects are still theirs until
+    // the purge deletes them: not orphans.
+    for stream in catalog.deleted_streams().await? {
+        let mut after = None;
+        loop {
+            let page = catalog
+                .fragments_after(stream, after.as_ref(), 1000, false)
+                .await?;
+            let Some(last) = page.last() else {
+                break;
+            };
+            after = Some(last.number.clone());
+            referenced.extend(page.into_iter().map(|r| r.object_key));
+        }
+    }
     for (key, (_, modified_ms)) in &objects {
         if referenced.contains(key) {
             continue;

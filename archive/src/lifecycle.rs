@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kinescope_api::{StreamArn, StreamRef, Timestamp, Version};
+use kinescope_api::{StreamArn, Timestamp, Version};
 
 use crate::catalog::StreamId;
 use crate::crash::{Step, crash_point};
@@ -124,37 +124,57 @@ impl Archive {
         Ok(report)
     }
 
-    /// Deletes a stream: at once from the catalog (with its rows), then its objects, in the
-    /// background. A stream created again under the same name has a new id, so new keys.
+    /// Deletes a stream: at once as far as clients see (gone from Describe and List, its name
+    /// free, no new fragment accepted), then its fragments and objects in the background
+    /// ([`Archive::purge_deleted_streams`], also run by every lifecycle pass, so a crash
+    /// midway is finished after the restart). A stream created again under the same name has
+    /// a new id, so new keys.
     pub async fn delete_stream(
         self: &Arc<Self>,
         arn: &StreamArn,
         expected: Option<&Version>,
     ) -> Result<(), ArchiveError> {
-        let id = self
-            .catalog()
-            .stream(&StreamRef::Arn(arn.clone()))
-            .await?
-            .id;
         self.catalog().delete_stream(arn, expected).await?;
-        crash_point(Step::DeleteStreamRows);
+        crash_point(Step::DeleteStreamMarked);
         let archive = self.clone();
         tokio::spawn(async move {
-            match archive.free_stream(id).await {
-                Ok(n) => {
-                    tracing::info!(stream = id.0, objects = n, "deleted stream's objects freed")
-                }
-                Err(e) => {
-                    tracing::warn!(stream = id.0, error = %e, "freeing a deleted stream's objects")
-                }
+            if let Err(e) = archive.purge_deleted_streams().await {
+                tracing::warn!(error = %e, "purging a deleted stream failed; the next lifecycle pass retries");
             }
         });
         Ok(())
     }
 
-    /// Deletes the objects of a stream that no longer exists: packed runs under
-    /// `streams/<id>/`, and objects of the one-file-per-fragment layout under `<id>/`.
-    pub async fn free_stream(&self, id: StreamId) -> Result<u64, ArchiveError> {
+    /// Deletes what is left of deleted streams: their fragments a batch at a time (as
+    /// retention does, giving way to ingest), their objects, then their rows. How many
+    /// fragments.
+    pub async fn purge_deleted_streams(&self) -> Result<u64, ArchiveError> {
+        let mut fragments = 0;
+        for id in self.catalog().deleted_streams().await? {
+            loop {
+                let started = Instant::now();
+                let keys = self
+                    .catalog()
+                    .expire_fragments(id, Timestamp::from_millis(i64::MAX), EXPIRE_BATCH)
+                    .await?;
+                if keys.is_empty() {
+                    break;
+                }
+                fragments += keys.len() as u64;
+                self.delete_unused_objects(keys).await?;
+                give_way(started).await;
+            }
+            let objects = self.free_stream(id).await?;
+            self.catalog().remove_stream(id).await?;
+            tracing::info!(stream = id.0, fragments, objects, "deleted stream purged");
+        }
+        Ok(fragments)
+    }
+
+    /// Deletes the objects left under a deleted stream's prefixes (by a crash, or packed
+    /// meanwhile): packed runs under `streams/<id>/`, and objects of the one-file-per-fragment
+    /// layout under `<id>/`.
+    async fn free_stream(&self, id: StreamId) -> Result<u64, ArchiveError> {
         let mut deleted = 0;
         for prefix in [format!("streams/{}/", id.0), format!("{}/", id.0)] {
             for object in self.store().list(&prefix).await? {
@@ -217,8 +237,8 @@ pub struct LifecyclePolicy {
     pub orphan_grace: Duration,
 }
 
-/// Sweeps orphans (at start, then every `orphan_grace`), and enforces retention, then the
-/// storage budget, every `interval`; a failed pass is logged and the next one retries.
+/// Sweeps orphans (at start, then every `orphan_grace`), and purges deleted streams, enforces
+/// retention, then the storage budget, every `interval`; a failed pass is logged and the next one retries.
 /// Metrics: `kinescope_fragments_deleted_total` by reason, `kinescope_stored_bytes`,
 /// `kinescope_orphans_deleted_total`.
 pub fn spawn_lifecycle(archive: Arc<Archive>, clock: Arc<dyn Clock>, policy: LifecyclePolicy) {
@@ -251,6 +271,13 @@ pub fn spawn_lifecycle(archive: Arc<Archive>, clock: Arc<dyn Clock>, policy: Lif
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            match archive.purge_deleted_streams().await {
+                Ok(n) => {
+                    metrics::counter!("kinescope_fragments_deleted_total", "reason" => "stream_deleted")
+                        .increment(n);
+                }
+                Err(e) => tracing::warn!(error = %e, "purging deleted streams failed"),
+            }
             match archive.enforce_retention(clock.now()).await {
                 Ok(r) => {
                     metrics::counter!("kinescope_fragments_deleted_total", "reason" => "retention")
@@ -512,18 +539,29 @@ mod tests {
             .info
             .stream_arn;
         archive.delete_stream(&arn, None).await.unwrap();
+        // Gone at once: no lookup finds it, no fragment is added to it.
         assert!(
             archive
                 .catalog()
-                .log_keys_in_use()
+                .stream(&testing::stream_ref())
+                .await
+                .is_err()
+        );
+        assert!(
+            archive
+                .catalog()
+                .list_streams(None, None, 10)
                 .await
                 .unwrap()
                 .is_empty()
         );
-        // Freed in the background; freeing again (here, racing it) is harmless.
-        archive.free_stream(stream).await.unwrap();
-        assert!(archive.store().list("").await.unwrap().is_empty());
-        // The same name again: a new stream, empty, on keys of its own.
+        assert!(matches!(
+            testing::try_upload(&archive, stream, header, quiet).await,
+            Err(ArchiveError::Catalog(crate::CatalogError::StreamNotFound(
+                _
+            )))
+        ));
+        // The same name again, before the purge: a new stream, empty, on keys of its own.
         let again = archive
             .catalog()
             .create_stream(
@@ -543,6 +581,33 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+        // Purged in the background; purging again (here, racing it) is harmless.
+        archive.purge_deleted_streams().await.unwrap();
+        assert!(
+            archive
+                .catalog()
+                .deleted_streams()
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            archive
+                .catalog()
+                .fragments_after(stream, None, 10, false)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            archive
+                .catalog()
+                .log_keys_in_use()
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(archive.store().list("").await.unwrap().is_empty());
     }
 
     #[tokio::test]

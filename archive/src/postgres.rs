@@ -24,9 +24,10 @@ use crate::catalog::{
     FragmentRow, MAX_RETENTION_HOURS, MAX_TAGS, Relocation, StreamId, TimestampKind,
 };
 use crate::rows::{
-    EXPIRE, EXPIRE_OLDEST, FRAGMENT_COLUMNS, FRAGMENTS_IN_LOG, LOG_KEYS_IN_USE, RELOCATE,
-    STORED_BYTES, STREAM_COLUMNS, corrupt, encode_metadata, fragment_from_row, int,
-    keys_in_use_sql, log_fragment_from_row, missing_stream, stream_from_row, ts_column,
+    DELETED_STREAMS, EXPIRE, EXPIRE_OLDEST, FRAGMENT_COLUMNS, FRAGMENTS_IN_LOG, LIVE_STREAM,
+    LOG_KEYS_IN_USE, MARK_DELETED, RELOCATE, STORED_BYTES, STREAM_COLUMNS, corrupt,
+    encode_metadata, fragment_from_row, int, keys_in_use_sql, log_fragment_from_row,
+    missing_stream, stream_from_row, ts_column,
 };
 use crate::{Catalog, CatalogError, StreamRecord};
 
@@ -353,7 +354,7 @@ impl Catalog for PgCatalog {
     ) -> Result<Vec<StreamRecord>, CatalogError> {
         let sql = format!(
             "SELECT {STREAM_COLUMNS} FROM streams WHERE ($1::text IS NULL OR name LIKE $1) \
-             AND ($2::text IS NULL OR name > $2) ORDER BY name LIMIT $3"
+             AND ($2::text IS NULL OR name > $2) AND {LIVE_STREAM} ORDER BY name LIMIT $3"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(prefix.map(like_prefix))
@@ -427,11 +428,23 @@ impl Catalog for PgCatalog {
         let r = StreamRef::Arn(arn.clone());
         let mut tx = self.pool.begin().await?;
         let id = Self::lock_at_version(&mut tx, &r, expected).await?;
-        sqlx::query("DELETE FROM streams WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(MARK_DELETED).bind(id).execute(&mut *tx).await?;
         tx.commit().await?;
+        Ok(())
+    }
+
+    async fn deleted_streams(&self) -> Result<Vec<StreamId>, CatalogError> {
+        let ids: Vec<i64> = sqlx::query_scalar(DELETED_STREAMS)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(ids.into_iter().map(StreamId).collect())
+    }
+
+    async fn remove_stream(&self, id: StreamId) -> Result<(), CatalogError> {
+        sqlx::query("DELETE FROM streams WHERE id = $1 AND status = 'DELETING'")
+            .bind(id.0)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

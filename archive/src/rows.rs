@@ -35,6 +35,16 @@ pub(crate) const EXPIRE: &str = "DELETE FROM fragments WHERE fragment_number IN 
      (SELECT fragment_number FROM fragments WHERE stream_id = $1 AND server_ts_ms < $2 \
      ORDER BY server_ts_ms, fragment_number LIMIT $3) RETURNING object_key";
 
+/// DeleteStream: the stream is DELETING, under a name and ARN no lookup matches
+/// (migration 0006 / postgres 0004).
+pub(crate) const MARK_DELETED: &str = "UPDATE streams SET status = 'DELETING', \
+     name = '#' || id, arn = arn || '#' || id WHERE id = $1";
+
+pub(crate) const DELETED_STREAMS: &str = "SELECT id FROM streams WHERE status = 'DELETING'";
+
+/// What a listing or lookup of streams sees: none being deleted.
+pub(crate) const LIVE_STREAM: &str = "status <> 'DELETING'";
+
 /// A storage budget: the oldest rows of every stream, through the primary key.
 pub(crate) const EXPIRE_OLDEST: &str = "DELETE FROM fragments WHERE fragment_number IN \
      (SELECT fragment_number FROM fragments ORDER BY fragment_number LIMIT $1) \
@@ -101,7 +111,9 @@ fn decode_metadata(column: Option<String>) -> Result<Vec<MetadataTag>, CatalogEr
 /// A foreign-key failure on a stream id: the stream was deleted meanwhile.
 pub(crate) fn missing_stream(e: sqlx::Error, stream: StreamId) -> CatalogError {
     match e.as_database_error() {
-        Some(d) if d.is_foreign_key_violation() => {
+        // SQLite's trigger on a stream being deleted aborts with SQLITE_CONSTRAINT_TRIGGER
+        // (PostgreSQL's raises a foreign key violation).
+        Some(d) if d.is_foreign_key_violation() || d.code().as_deref() == Some("1811") => {
             CatalogError::StreamNotFound(format!("#{}", stream.0))
         }
         _ => CatalogError::Database(e),

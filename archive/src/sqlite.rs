@@ -29,9 +29,10 @@ use tokio::sync::OwnedMutexGuard;
 use crate::catalog::{FragmentRow, Relocation, StreamId, TimestampKind};
 use crate::catalog::{MAX_RETENTION_HOURS, MAX_TAGS};
 use crate::rows::{
-    EXPIRE, EXPIRE_OLDEST, FRAGMENT_COLUMNS, FRAGMENTS_IN_LOG, LOG_KEYS_IN_USE, RELOCATE,
-    STORED_BYTES, STREAM_COLUMNS, corrupt, encode_metadata, fragment_from_row, int,
-    keys_in_use_sql, log_fragment_from_row, missing_stream, stream_from_row, ts_column,
+    DELETED_STREAMS, EXPIRE, EXPIRE_OLDEST, FRAGMENT_COLUMNS, FRAGMENTS_IN_LOG, LIVE_STREAM,
+    LOG_KEYS_IN_USE, MARK_DELETED, RELOCATE, STORED_BYTES, STREAM_COLUMNS, corrupt,
+    encode_metadata, fragment_from_row, int, keys_in_use_sql, log_fragment_from_row,
+    missing_stream, stream_from_row, ts_column,
 };
 use crate::{Catalog, CatalogError, StreamRecord};
 
@@ -124,7 +125,7 @@ impl SqliteCatalog {
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {STREAM_COLUMNS} FROM streams"
+            "SELECT {STREAM_COLUMNS} FROM streams WHERE {LIVE_STREAM}"
         )))
         .fetch_all(&pool)
         .await?;
@@ -444,15 +445,29 @@ impl Catalog for SqliteCatalog {
                 expected: expected.to_string(),
             });
         }
-        sqlx::query("DELETE FROM streams WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(MARK_DELETED).bind(id).execute(&mut *tx).await?;
         tx.commit().await?;
         self.streams
             .write()
             .expect("not poisoned")
             .remove(arn.stream_name().as_str());
+        Ok(())
+    }
+
+    async fn deleted_streams(&self) -> Result<Vec<StreamId>, CatalogError> {
+        let ids: Vec<i64> = sqlx::query_scalar(DELETED_STREAMS)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(ids.into_iter().map(StreamId).collect())
+    }
+
+    async fn remove_stream(&self, id: StreamId) -> Result<(), CatalogError> {
+        let (_turn, mut tx) = self.begin_write().await?;
+        sqlx::query("DELETE FROM streams WHERE id = $1 AND status = 'DELETING'")
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -164,7 +164,7 @@ CRASH_STEPS = [
     ("pack-written", []),
     ("pack-moved", []),
     ("expire-rows", ["--max-storage", "1000000"]),
-    ("delete-stream-rows", []),
+    ("delete-stream-marked", []),
 ]
 
 
@@ -206,7 +206,7 @@ def test_crash_at_each_step_is_repaired_by_the_next_start(tmp_path, step, flags)
         server.args += flags
         server.env = {"KINESCOPE_CRASH_AT": step}
         server.start()
-        if step == "delete-stream-rows":
+        if step == "delete-stream-marked":
             arn = server.client().describe_stream(StreamName="crashed")["StreamInfo"]["StreamARN"]
             with pytest.raises(botocore.exceptions.ConnectionError):
                 server.client().delete_stream(StreamARN=arn)
@@ -219,7 +219,7 @@ def test_crash_at_each_step_is_repaired_by_the_next_start(tmp_path, step, flags)
         server.start()
         wait(lambda: fsck(server, "--orphan-grace", "0")[0] == 0, what=fsck(server, "--orphan-grace", "0")[1])
         stored = rows_with_bytes(server)
-        if step == "delete-stream-rows":
+        if step == "delete-stream-marked":
             assert stored == {} and objects(server) == []
             names = [s["StreamName"] for s in server.client().list_streams()["StreamInfoList"]]
             assert "crashed" not in names
