@@ -187,12 +187,26 @@ pub struct PutMediaOptions {
 
 /// A PutMedia upload in progress: send body chunks, receive ACKs as they come.
 pub struct PutMedia {
-    writer: WriteHalf<Box<dyn Io>>,
-    acks: mpsc::UnboundedReceiver<Result<ReceivedAck, DeviceError>>,
+    body: PutMediaBody,
+    acks: AckStream,
 }
+
+/// The request body of a PutMedia upload, apart from its ACKs ([`PutMedia::split`]).
+pub struct PutMediaBody {
+    writer: WriteHalf<Box<dyn Io>>,
+}
+
+/// The ACKs of a PutMedia upload as they arrive; `None` once the response has ended.
+pub type AckStream = mpsc::UnboundedReceiver<Result<ReceivedAck, DeviceError>>;
 
 /// An ACK and when its line arrived.
 pub type ReceivedAck = (Ack, std::time::Instant);
+
+impl std::fmt::Debug for PutMediaBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PutMediaBody").finish_non_exhaustive()
+    }
+}
 
 impl std::fmt::Debug for PutMedia {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -257,14 +271,44 @@ impl PutMedia {
         writer.flush().await?;
         let (tx, acks) = mpsc::unbounded_channel();
         tokio::spawn(read_acks(reader, tx));
-        Ok(Self { writer, acks })
+        Ok(Self {
+            body: PutMediaBody { writer },
+            acks,
+        })
+    }
+
+    /// The body and the ACK stream apart, to send and receive at once.
+    pub fn split(self) -> (PutMediaBody, AckStream) {
+        (self.body, self.acks)
     }
 
     /// Sends one chunk of the MKV body.
     pub async fn send(&mut self, chunk: &[u8]) -> Result<(), DeviceError> {
-        self.send_parts(&[chunk]).await
+        self.body.send_parts(&[chunk]).await
     }
 
+    /// Sends `parts` as one HTTP chunk ([`PutMediaBody::send_parts`]).
+    pub async fn send_parts(&mut self, parts: &[&[u8]]) -> Result<(), DeviceError> {
+        self.body.send_parts(parts).await
+    }
+
+    /// The next ACK, or `None` when the response has ended.
+    pub async fn next_ack(&mut self) -> Option<Result<ReceivedAck, DeviceError>> {
+        self.acks.recv().await
+    }
+
+    /// Ends the body and returns the ACKs that follow until the response ends.
+    pub async fn finish(mut self) -> Result<Vec<ReceivedAck>, DeviceError> {
+        self.body.end().await?;
+        let mut rest = Vec::new();
+        while let Some(ack) = self.acks.recv().await {
+            rest.push(ack?);
+        }
+        Ok(rest)
+    }
+}
+
+impl PutMediaBody {
     /// Sends `parts` as one HTTP chunk, without joining them first (a block header and its
     /// payload, say).
     pub async fn send_parts(&mut self, parts: &[&[u8]]) -> Result<(), DeviceError> {
@@ -283,20 +327,11 @@ impl PutMedia {
         Ok(())
     }
 
-    /// The next ACK, or `None` when the response has ended.
-    pub async fn next_ack(&mut self) -> Option<Result<ReceivedAck, DeviceError>> {
-        self.acks.recv().await
-    }
-
-    /// Ends the body and returns the ACKs that follow until the response ends.
-    pub async fn finish(mut self) -> Result<Vec<ReceivedAck>, DeviceError> {
+    /// Ends the body (the last chunk); ACKs still follow.
+    pub async fn end(&mut self) -> Result<(), DeviceError> {
         self.writer.write_all(b"0\r\n\r\n").await?;
         self.writer.flush().await?;
-        let mut rest = Vec::new();
-        while let Some(ack) = self.acks.recv().await {
-            rest.push(ack?);
-        }
-        Ok(rest)
+        Ok(())
     }
 }
 

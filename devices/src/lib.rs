@@ -9,10 +9,14 @@
 
 mod client;
 pub mod hls;
+mod refragment;
 mod simulate;
+mod uploader;
 
 pub use client::{
-    DeviceError, Endpoint, GetConnection, GetResponse, MediaStream, PutMedia, PutMediaOptions,
-    ReceivedAck,
+    AckStream, DeviceError, Endpoint, GetConnection, GetResponse, MediaStream, PutMedia,
+    PutMediaBody, PutMediaOptions, ReceivedAck,
 };
+pub use refragment::{OutFragment, RefragmentError, Refragmenter};
 pub use simulate::{AVCC, Report, Simulation, percentile, simulate};
+pub use uploader::{UploadConfig, UploadError, UploadStats, Uploader};

@@ -27,6 +27,10 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Run N synthetic cameras uploading to a server (load tests).
     Simulate(SimulateArgs),
+    /// Upload an MKV file, or an MKV stream on stdin, to a stream of any KVS-compatible
+    /// server: re-fragmented at key frames, every fragment PERSISTED exactly once, reconnecting
+    /// as needed. Exits 0 only when every fragment was PERSISTED.
+    Put(Box<PutArgs>),
     /// Check that the catalog and the stored fragments agree (safe while the server runs);
     /// exits 1 on problems it did not repair.
     Fsck(Box<FsckArgs>),
@@ -40,6 +44,43 @@ pub struct FsckArgs {
     /// Delete objects that no fragment points into and are older than --orphan-grace.
     #[arg(long)]
     pub repair: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PutArgs {
+    /// The server's control-plane endpoint, e.g. https://127.0.0.1:8443.
+    #[arg(long)]
+    pub endpoint: String,
+    #[arg(long)]
+    pub stream: String,
+    /// Create the stream (retention 24 hours) if it does not exist.
+    #[arg(long)]
+    pub create: bool,
+    /// CA file to trust for https.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    #[arg(long, env = "AWS_ACCESS_KEY_ID")]
+    pub access_key: String,
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub secret_key: String,
+    #[arg(long, env = "AWS_REGION", default_value = "us-west-2")]
+    pub region: String,
+    /// Send each fragment when its media has been played in real time since the start (as a
+    /// camera would), instead of as fast as the server accepts.
+    #[arg(long)]
+    pub realtime: bool,
+    /// A new fragment at the first key frame this many milliseconds after the current one's
+    /// start (0: at every key frame).
+    #[arg(long, default_value_t = 0)]
+    pub fragment_ms: u64,
+    /// Fragments not yet PERSISTED kept in memory at most, in MiB (the input waits beyond).
+    #[arg(long, default_value_t = 256)]
+    pub buffer_mib: u64,
+    /// Give up after this many seconds without a fragment PERSISTED.
+    #[arg(long, default_value_t = 300)]
+    pub give_up_after: u64,
+    /// An MKV/WebM file, or - for an MKV byte stream on stdin.
+    pub input: PathBuf,
 }
 
 #[derive(Debug, Args)]

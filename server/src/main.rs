@@ -9,6 +9,7 @@ mod error;
 mod http;
 mod limits;
 mod listener;
+mod put;
 mod putmedia;
 mod secrets;
 mod serve;
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
     let (args, fsck) = match cli.command {
         Command::Serve(args) => (*args, None),
         Command::Simulate(args) => return simulate(args),
+        Command::Put(args) => return put::put(*args),
         Command::Fsck(args) => (args.server, Some(args.repair)),
     };
     let config = match Config::resolve(args) {
