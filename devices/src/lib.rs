@@ -11,6 +11,7 @@ mod client;
 pub mod hls;
 mod refragment;
 mod simulate;
+mod spool;
 mod uploader;
 
 pub use client::{
@@ -19,4 +20,5 @@ pub use client::{
 };
 pub use refragment::{OutFragment, RefragmentError, Refragmenter};
 pub use simulate::{AVCC, Report, Simulation, percentile, simulate};
+pub use spool::{Spool, Stored};
 pub use uploader::{UploadConfig, UploadError, UploadStats, Uploader};

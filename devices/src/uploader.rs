@@ -47,6 +47,9 @@ pub struct UploadConfig {
     /// Give up after this long without a fragment PERSISTED while reconnecting.
     pub give_up_after: Duration,
     pub now: Arc<dyn Fn() -> Timestamp + Send + Sync>,
+    /// Called with the producer timestamp of each fragment once it is PERSISTED (or found
+    /// stored): the disk buffer deletes its copy.
+    pub on_persisted: Option<Arc<dyn Fn(i64) + Send + Sync>>,
 }
 
 impl std::fmt::Debug for UploadConfig {
@@ -299,6 +302,9 @@ impl Uploader {
                                 p.sent_at.is_some() && p.fragment.timecode == timecode
                             }) {
                                 let p = pending.remove(i).expect("found");
+                                if let Some(hook) = &self.config.on_persisted {
+                                    hook(p.fragment.producer_ms);
+                                }
                                 stats.send_modify(|s| {
                                     s.persisted += 1;
                                     s.bytes_persisted += p.fragment.size();
@@ -373,7 +379,13 @@ impl Uploader {
         match self.stored_producer_timestamps(from, to).await {
             Ok(stored) => {
                 let before = pending.len();
-                pending.retain(|p| !(p.ever_sent && stored.contains(&p.fragment.producer_ms)));
+                pending.retain(|p| {
+                    let found = p.ever_sent && stored.contains(&p.fragment.producer_ms);
+                    if found && let Some(hook) = &self.config.on_persisted {
+                        hook(p.fragment.producer_ms);
+                    }
+                    !found
+                });
                 let found = (before - pending.len()) as u64;
                 stats.send_modify(|s| {
                     s.found_stored += found;

@@ -79,6 +79,13 @@ pub struct PutArgs {
     /// Give up after this many seconds without a fragment PERSISTED.
     #[arg(long, default_value_t = 300)]
     pub give_up_after: u64,
+    /// Keep every fragment on disk here (under the stream's name) until it is PERSISTED: what
+    /// a killed or restarted `put` had not uploaded is uploaded first by the next one.
+    #[arg(long)]
+    pub buffer_dir: Option<PathBuf>,
+    /// The disk buffer's size in MiB; beyond it the oldest fragments are dropped (and counted).
+    #[arg(long, default_value_t = 1024)]
+    pub buffer_dir_mib: u64,
     /// An MKV/WebM file, or - for an MKV byte stream on stdin.
     pub input: PathBuf,
 }

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use kinescope_api::sigv4::Signer;
 use kinescope_api::{StreamName, Timestamp};
 use kinescope_archive::{Clock, SystemClock};
-use kinescope_devices::{OutFragment, Refragmenter, UploadConfig, UploadStats, Uploader};
+use kinescope_devices::{OutFragment, Refragmenter, Spool, UploadConfig, UploadStats, Uploader};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::PutArgs;
@@ -56,6 +56,15 @@ fn run(args: PutArgs) -> Result<String, String> {
                 .map_err(|e| format!("{}: {e}", args.input.display()))?,
         )
     };
+    let spool = match &args.buffer_dir {
+        Some(dir) => {
+            let dir = dir.join(stream.as_str());
+            let (spool, waiting) = Spool::open(&dir, args.buffer_dir_mib << 20)
+                .map_err(|e| format!("--buffer-dir {}: {e}", dir.display()))?;
+            Some((Arc::new(spool), waiting))
+        }
+        None => None,
+    };
     let config = UploadConfig {
         endpoint: args.endpoint,
         ca: args.ca,
@@ -69,6 +78,14 @@ fn run(args: PutArgs) -> Result<String, String> {
         buffer_bytes: args.buffer_mib << 20,
         give_up_after: Duration::from_secs(args.give_up_after),
         now: Arc::new(now),
+        on_persisted: spool.as_ref().map(|(spool, _)| {
+            let spool = spool.clone();
+            Arc::new(move |ms| {
+                if let Err(e) = spool.remove(ms) {
+                    tracing::warn!(error = %e, "deleting a PERSISTED fragment from the disk buffer");
+                }
+            }) as Arc<dyn Fn(i64) + Send + Sync>
+        }),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -76,38 +93,79 @@ fn run(args: PutArgs) -> Result<String, String> {
         .build()
         .map_err(|e| e.to_string())?;
     let started = Instant::now();
-    let (stats, outcome, read) = runtime.block_on(async move {
-        let uploader = Uploader::open(config).await.map_err(|e| e.to_string())?;
-        let (tx, rx) = mpsc::channel(8);
-        let reader = std::thread::spawn(move || {
-            read_fragments(input, start, args.fragment_ms, args.realtime, &tx)
-        });
+    let (tx, rx) = mpsc::channel(8);
+    // Reading starts at once: with a disk buffer, a live source is recorded while the server
+    // is still unreachable.
+    let (fed, reader) = match spool {
+        None => {
+            let reader = std::thread::spawn(move || {
+                read_fragments(input, start, args.fragment_ms, args.realtime, |f| {
+                    tx.blocking_send(f)
+                        .map_err(|_| "the upload stopped".to_owned())
+                })
+            });
+            (None, reader)
+        }
+        Some((spool, waiting)) => {
+            let (names, queue) = std::sync::mpsc::channel();
+            for ms in waiting {
+                names.send(ms).expect("the queue is here");
+            }
+            let fed = {
+                let spool = spool.clone();
+                std::thread::spawn(move || feed(&spool, &queue, &tx))
+            };
+            let reader = std::thread::spawn(move || {
+                read_fragments(input, start, args.fragment_ms, args.realtime, |f| {
+                    let stored = spool.store(&f).map_err(|e| format!("--buffer-dir: {e}"))?;
+                    if stored.dropped > 0 {
+                        tracing::warn!(
+                            fragments = stored.dropped,
+                            "disk buffer full: the oldest fragments dropped"
+                        );
+                    }
+                    names
+                        .send(f.producer_ms)
+                        .map_err(|_| "the upload stopped".to_owned())
+                })
+            });
+            (Some(fed), reader)
+        }
+    };
+    let outcome = runtime.block_on(async move {
+        let uploader = Uploader::open(config).await?;
         let (stats_tx, stats_rx) = watch::channel(UploadStats::default());
         let progress = tokio::spawn(progress(stats_rx));
         let outcome = uploader.run(rx, stats_tx).await;
         progress.abort();
-        let read = reader
+        outcome
+    });
+    // A failed upload is reported as it is (the reader may be blocked on a live input).
+    let stats = outcome.map_err(|e| e.to_string())?;
+    let read = reader
+        .join()
+        .unwrap_or_else(|_| Err("the input reader panicked".into()))?;
+    let (fed, lost) = match fed {
+        Some(fed) => fed
             .join()
-            .unwrap_or_else(|_| Err("the input reader panicked".into()));
-        let stats = match &outcome {
-            Ok(s) => s.clone(),
-            Err(_) => UploadStats::default(),
-        };
-        Ok::<_, String>((stats, outcome, read))
-    })?;
-    let read = read?;
-    let stats = outcome.map_err(|e| e.to_string()).map(|_| stats)?;
-    if stats.persisted != read.fragments {
+            .map_err(|_| "the disk buffer reader panicked")??,
+        None => (read.fragments, 0),
+    };
+    if lost > 0 || stats.persisted != fed {
         return Err(format!(
-            "{} of {} fragments PERSISTED",
-            stats.persisted, read.fragments
+            "{} of {} fragments PERSISTED; {lost} dropped from the full disk buffer",
+            stats.persisted,
+            fed + lost
         ));
     }
     let secs = started.elapsed().as_secs_f64();
     Ok(format!(
-        "kinescope put: {} fragments PERSISTED ({} frames, {:.1} MB in {secs:.1} s, {:.1} MB/s); \
-         {} reconnects, {} re-sent, {} found stored after a lost ACK",
+        "kinescope put: {} fragments PERSISTED ({} read now, {} from the disk buffer; {} frames \
+         read, {:.1} MB in {secs:.1} s, {:.1} MB/s); {} reconnects, {} re-sent, {} found stored \
+         after a lost ACK",
         stats.persisted,
+        read.fragments,
+        fed - read.fragments,
         read.frames,
         stats.bytes_persisted as f64 / 1e6,
         stats.bytes_persisted as f64 / 1e6 / secs.max(1e-3),
@@ -123,13 +181,14 @@ struct InputRead {
     frames: u64,
 }
 
-/// Reads the input to its end through the re-fragmenter into `tx`, paced with `realtime`.
+/// Reads the input to its end through the re-fragmenter, each fragment to `forward`, paced
+/// with `realtime`.
 fn read_fragments(
     mut input: Box<dyn Read + Send>,
     start: Timestamp,
     fragment_ms: u64,
     realtime: bool,
-    tx: &mpsc::Sender<OutFragment>,
+    mut forward: impl FnMut(OutFragment) -> Result<(), String>,
 ) -> Result<InputRead, String> {
     let mut refragmenter = Refragmenter::new(start, fragment_ms);
     let mut read = InputRead {
@@ -137,21 +196,6 @@ fn read_fragments(
         frames: 0,
     };
     let t0 = Instant::now();
-    let forward = |f: OutFragment, read: &mut InputRead| -> Result<(), String> {
-        if realtime {
-            // Sent once its media has played: its end, from the start.
-            let due = Duration::from_millis(
-                (f.producer_ms + f.duration_ms as i64 - start.as_millis()).max(0) as u64,
-            );
-            if let Some(wait) = due.checked_sub(t0.elapsed()) {
-                std::thread::sleep(wait);
-            }
-        }
-        read.fragments += 1;
-        read.frames += f.frames as u64;
-        tx.blocking_send(f)
-            .map_err(|_| "the upload stopped".to_owned())
-    };
     let mut buf = vec![0u8; READ_CHUNK];
     loop {
         let n = input
@@ -163,12 +207,45 @@ fn read_fragments(
             refragmenter.push(Bytes::copy_from_slice(&buf[..n]));
         }
         while let Some(f) = refragmenter.poll() {
-            forward(f.map_err(|e| e.to_string())?, &mut read)?;
+            let f = f.map_err(|e| e.to_string())?;
+            if realtime {
+                // Sent once its media has played: its end, from the start.
+                let due = Duration::from_millis(
+                    (f.producer_ms + f.duration_ms as i64 - start.as_millis()).max(0) as u64,
+                );
+                if let Some(wait) = due.checked_sub(t0.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            read.fragments += 1;
+            read.frames += f.frames as u64;
+            forward(f)?;
         }
         if n == 0 {
             return Ok(read);
         }
     }
+}
+
+/// Hands the disk buffer's fragments to the uploader in order (those of an earlier run first,
+/// as fast as it takes them); (fragments handed over, fragments dropped before their turn).
+fn feed(
+    spool: &Spool,
+    queue: &std::sync::mpsc::Receiver<i64>,
+    tx: &mpsc::Sender<OutFragment>,
+) -> Result<(u64, u64), String> {
+    let (mut fed, mut lost) = (0, 0);
+    while let Ok(ms) = queue.recv() {
+        match spool.load(ms).map_err(|e| format!("--buffer-dir: {e}"))? {
+            Some(f) => {
+                tx.blocking_send(f)
+                    .map_err(|_| "the upload stopped".to_owned())?;
+                fed += 1;
+            }
+            None => lost += 1,
+        }
+    }
+    Ok((fed, lost))
 }
 
 /// The media duration of an MKV file, in milliseconds, as it will be fragmented.

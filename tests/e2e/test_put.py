@@ -236,3 +236,50 @@ def test_put_realtime_survives_server_restarts_and_a_cut_connection(tmp_path):
         assert packets(get_media(server, stream)) == packets(source.read_bytes())
     finally:
         server.stop()
+
+
+def test_disk_buffer_survives_a_down_server_and_a_killed_producer(tmp_path):
+    """A live ffmpeg pipeline into `put --buffer-dir -` while the server is down: the first
+    producer is killed (-9, with its pipeline) at 10 s, a second one starts on the same buffer
+    directory, and the server comes up at 20 s. The second producer uploads what the first
+    buffered, then its own: ListFragments has them all, in order, a second apart within each
+    producer's run; the buffer is empty at the end."""
+    port = free_port()
+    buffer = tmp_path / "buffer"
+    stream = "buffered"
+
+    def producer(seconds):
+        ffmpeg = (f"ffmpeg -hide_banner -loglevel error -re -f lavfi -i testsrc=size=320x240:rate=25 -t {seconds} "
+                  "-c:v libx264 -preset veryfast -tune zerolatency -g 25 -keyint_min 25 -sc_threshold 0 "
+                  "-f matroska -live 1 -cluster_time_limit 1100 -")
+        put_cmd = (f"{BIN} put --endpoint http://127.0.0.1:{port} --stream {stream} --create --access-key {AK} "
+                   f"--secret-key {SK} --buffer-dir {buffer} -")
+        return subprocess.Popen(["bash", "-o", "pipefail", "-c", f"{ffmpeg} | {put_cmd}"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+    started = time.time()
+    first = producer(40)
+    time.sleep(10)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait(10)
+    buffered = sorted((buffer / stream).glob("*.frag"))
+    assert len(buffered) >= 7, buffered
+    second = producer(30)
+    time.sleep(max(0, started + 20 - time.time()))
+    data = tmp_path / "data"
+    server = Server(data, ["--data-dir", str(data), "--listen", f"127.0.0.1:{port}", "--no-tls", *CRED_ARGS])
+    try:
+        out, err = second.communicate(timeout=120)
+        assert second.returncode == 0, err[-3000:]
+        line = out.strip().splitlines()[-1]
+        assert f"{len(buffered)} from the disk buffer" in line, line
+        listed = sorted(f["ProducerTimestamp"].timestamp() for f in list_fragments(server, stream))
+        assert len(listed) == summary_fragments(out), (len(listed), out)
+        firsts, seconds = listed[:len(buffered)], listed[len(buffered):]
+        assert [round(t * 1000) for t in firsts] == [int(p.stem) for p in buffered]
+        for run in (firsts, seconds):
+            assert all(round(b - a, 3) == 1.0 for a, b in zip(run, run[1:])), run
+        assert seconds[0] - firsts[-1] > 1.5, "the second producer started after the first was killed"
+        assert not list((buffer / stream).glob("*")), "the buffer is empty"
+    finally:
+        server.stop()
