@@ -773,4 +773,64 @@ mod tests {
         assert!(requests[0].starts_with("GET /a?x=1 HTTP/1.1\r\nhost: 127.0.0.1:"));
         assert!(requests[2].starts_with("GET /c HTTP/1.1"));
     }
+
+    /// The headers of a request head, lowercased names, in order.
+    fn headers_of(head: &str) -> Vec<(String, String)> {
+        head.split("\r\n")
+            .skip(1)
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect()
+    }
+
+    /// The PutMedia request the official C producer sent (testdata/requests, spec §3.1), and
+    /// ours for the same stream, start and time: every header both send has the same value
+    /// (but the user agent and the signature, which covers it), and the same headers are signed.
+    #[tokio::test]
+    async fn put_media_headers_match_the_c_producers_where_they_overlap() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../testdata/requests/producer-c-1.6.4/003-putMedia.txt"
+        );
+        let capture = std::fs::read(path).unwrap();
+        let end = capture.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let theirs = headers_of(std::str::from_utf8(&capture[..end]).unwrap());
+        let (endpoint, server) = serve(vec!["HTTP/1.1 200 OK\r\n\r\n"], 1).await;
+        let options = PutMediaOptions {
+            stream: StreamName::parse("test-stream").unwrap(),
+            absolute: true,
+            start: Timestamp::from_millis(1_795_770_237_603),
+        };
+        let upload = PutMedia::start(
+            &endpoint,
+            &options,
+            Timestamp::from_millis(1_795_770_237_000),
+        )
+        .await
+        .unwrap();
+        drop(upload);
+        let ours = headers_of(&server.await.unwrap()[0]);
+        let value = |headers: &[(String, String)], name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        let mut compared = 0;
+        for (name, v) in &ours {
+            let Some(t) = value(&theirs, name) else {
+                continue;
+            };
+            compared += 1;
+            match name.as_str() {
+                "user-agent" => {}
+                "authorization" => {
+                    let scope = |a: &str| a.split(", Signature=").next().unwrap().to_owned();
+                    assert_eq!(scope(v), scope(&t), "credential scope and signed headers");
+                }
+                _ => assert_eq!(v, &t, "{name}"),
+            }
+        }
+        assert!(compared >= 9, "{ours:?}");
+    }
 }
