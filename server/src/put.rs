@@ -248,17 +248,22 @@ fn feed(
     Ok((fed, lost))
 }
 
-/// The media duration of an MKV file, in milliseconds, as it will be fragmented.
+/// The media duration of an MKV file, in milliseconds, as it will be fragmented (one pass
+/// over the file, a chunk at a time).
 fn file_duration_ms(path: &std::path::Path, fragment_ms: u64) -> Result<i64, String> {
-    let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut r = Refragmenter::new(Timestamp::from_millis(0), fragment_ms);
-    r.push(Bytes::from(data));
-    r.finish();
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut end = 0;
-    while let Some(f) = r.poll() {
-        let f = f.map_err(|e| format!("{}: {e}", path.display()))?;
-        end = end.max(f.producer_ms + f.duration_ms as i64);
-    }
+    read_fragments(
+        Box::new(file),
+        Timestamp::from_millis(0),
+        fragment_ms,
+        false,
+        |f| {
+            end = end.max(f.producer_ms + f.duration_ms as i64);
+            Ok(())
+        },
+    )
+    .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(end)
 }
 
