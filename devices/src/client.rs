@@ -2,6 +2,7 @@
 //! chunked request body goes out while the chunked ACK stream comes in, on one connection. JSON
 //! calls use the same connection code. Requests are signed with `kinescope_api::sigv4`.
 
+use std::io::IoSlice;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -310,19 +311,27 @@ impl PutMedia {
 
 impl PutMediaBody {
     /// Sends `parts` as one HTTP chunk, without joining them first (a block header and its
-    /// payload, say).
+    /// payload, say): gathered writes, as many parts per system call as it takes.
     pub async fn send_parts(&mut self, parts: &[&[u8]]) -> Result<(), DeviceError> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         if len == 0 {
             return Ok(());
         }
-        self.writer
-            .write_all(format!("{len:x}\r\n").as_bytes())
-            .await?;
-        for p in parts {
-            self.writer.write_all(p).await?;
+        let head = format!("{len:x}\r\n");
+        let mut slices: Vec<IoSlice<'_>> = std::iter::once(head.as_bytes())
+            .chain(parts.iter().copied())
+            .chain(std::iter::once(&b"\r\n"[..]))
+            .filter(|p| !p.is_empty())
+            .map(IoSlice::new)
+            .collect();
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            let n = self.writer.write_vectored(rest).await?;
+            if n == 0 {
+                return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
+            }
+            IoSlice::advance_slices(&mut rest, n);
         }
-        self.writer.write_all(b"\r\n").await?;
         self.writer.flush().await?;
         Ok(())
     }

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::BytesMut;
 use kinescope_api::sigv4::Signer;
 use kinescope_api::{StreamName, Timestamp};
 use kinescope_archive::{Clock, SystemClock};
@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::PutArgs;
 
-const READ_CHUNK: usize = 256 << 10;
+const READ_CHUNK: usize = 1 << 20;
 
 pub fn put(args: PutArgs) -> ExitCode {
     match run(args) {
@@ -196,15 +196,17 @@ fn read_fragments(
         frames: 0,
     };
     let t0 = Instant::now();
-    let mut buf = vec![0u8; READ_CHUNK];
     loop {
+        // A fresh buffer each time, handed on without a copy (the frames are slices of it).
+        let mut buf = BytesMut::zeroed(READ_CHUNK);
         let n = input
             .read(&mut buf)
             .map_err(|e| format!("reading the input: {e}"))?;
         if n == 0 {
             refragmenter.finish();
         } else {
-            refragmenter.push(Bytes::copy_from_slice(&buf[..n]));
+            buf.truncate(n);
+            refragmenter.push(buf.freeze());
         }
         while let Some(f) = refragmenter.poll() {
             let f = f.map_err(|e| e.to_string())?;
