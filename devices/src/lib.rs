@@ -18,7 +18,7 @@ pub use client::{
     AckStream, DeviceError, Endpoint, GetConnection, GetResponse, MediaStream, PutMedia,
     PutMediaBody, PutMediaOptions, ReceivedAck,
 };
-pub use refragment::{OutFragment, RefragmentError, Refragmenter};
+pub use refragment::{OutFragment, RefragmentError, Refragmenter, cluster_span_ms};
 pub use simulate::{AVCC, Report, Simulation, percentile, simulate};
 pub use spool::{Spool, Stored};
 pub use uploader::{UploadConfig, UploadError, UploadStats, Uploader};

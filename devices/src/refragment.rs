@@ -202,6 +202,53 @@ impl Refragmenter {
     }
 }
 
+/// The span of an MKV file's clusters in milliseconds — from the first Cluster's Timecode to
+/// the last one's — from its first and last bytes only (`head`: enough for its Tracks and first
+/// Cluster; `tail`: enough to hold the start of its last Cluster), so that a big file need not
+/// be read twice before it is uploaded. `None` if either end does not show it.
+pub fn cluster_span_ms(head: &[u8], tail: &[u8]) -> Option<i64> {
+    let mut reader = MkvReader::new(Limits {
+        max_fragment_size: u64::MAX,
+        max_fragment_duration_ns: u64::MAX,
+        ..Limits::default()
+    });
+    reader.push(Bytes::copy_from_slice(head));
+    let (mut scale, mut first) = (None, None);
+    while let Some(Ok(event)) = reader.poll() {
+        match event {
+            Event::TrackHeader(h) => scale = Some(h.timecode_scale.max(1)),
+            Event::FragmentStart { timecode, .. } => {
+                first = Some(timecode);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let (scale, first) = (scale?, first?);
+    let last = (0..tail.len().saturating_sub(4))
+        .rev()
+        .filter(|&i| tail[i..i + 4] == [0x1F, 0x43, 0xB6, 0x75])
+        .find_map(|i| cluster_timecode(&tail[i + 4..]))?;
+    let span = i64::try_from(last).ok()? - i64::try_from(first).ok()?;
+    Some(to_ms(span, scale))
+}
+
+/// The Timecode of a Cluster whose ID has just been read, if its first child is one.
+fn cluster_timecode(after_id: &[u8]) -> Option<u64> {
+    use kinescope_media::mkv::ebml::{Size, read_id, read_size, read_uint};
+    let (_, size_len) = read_size(after_id).ok()??;
+    let body = &after_id[size_len..];
+    let (id, id_len) = read_id(body).ok()??;
+    if id != 0xE7 {
+        return None;
+    }
+    let (Size::Known(n), n_len) = read_size(&body[id_len..]).ok()?? else {
+        return None;
+    };
+    let value = body.get(id_len + n_len..id_len + n_len + usize::try_from(n).ok()?)?;
+    (n <= 8).then(|| read_uint(value)).flatten()
+}
+
 /// `units` of TimecodeScale `scale` (ns) in milliseconds.
 fn to_ms(units: i64, scale: u64) -> i64 {
     i64::try_from(i128::from(units) * i128::from(scale) / 1_000_000).unwrap_or(i64::MAX)
@@ -308,6 +355,25 @@ mod tests {
         );
         let frames = |v: &[OutFragment]| v.iter().map(|f| f.frames).sum::<usize>();
         assert_eq!(frames(&joined), frames(&every));
+    }
+
+    #[test]
+    fn the_cluster_span_is_read_from_the_two_ends() {
+        for name in [
+            "producer-c-1.6.4_h264_aac_putmedia.mkv",
+            "kvssink-3.6.0_h264_putmedia.mkv",
+        ] {
+            let input = fixture(name);
+            let out = refragment(&input, 65_536, 0);
+            let want = out.last().unwrap().producer_ms - out[0].producer_ms;
+            let tail = &input[input.len().saturating_sub(1 << 20)..];
+            assert_eq!(
+                cluster_span_ms(&input[..64 << 10], tail),
+                Some(want),
+                "{name}"
+            );
+        }
+        assert_eq!(cluster_span_ms(b"not mkv", b"not mkv"), None);
     }
 
     #[test]

@@ -3,10 +3,11 @@
 //! uploader. The input is read on a thread of its own (files and pipes block); fragments cross
 //! to the uploader through a bounded channel, so a slow server slows the reading, not memory.
 //!
-//! Timestamps: a file uploaded as fast as possible ends at the current time (its fragments'
-//! producer timestamps are in the past, as a recording's are); with `--realtime`, and for
-//! stdin, the first fragment is stamped with the time it is read and each one is sent once its
-//! media has played.
+//! Timestamps: a file uploaded as fast as possible ends before the current time (its
+//! fragments' producer timestamps are in the past, as a recording's are: within 30 s of now
+//! when the file's two ends show its length, else now, after one pass to measure it); with
+//! `--realtime`, and for stdin, the first fragment is stamped with the time it is read and each
+//! one is sent once its media has played.
 
 use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
@@ -17,7 +18,9 @@ use bytes::BytesMut;
 use kinescope_api::sigv4::Signer;
 use kinescope_api::{StreamName, Timestamp};
 use kinescope_archive::{Clock, SystemClock};
-use kinescope_devices::{OutFragment, Refragmenter, Spool, UploadConfig, UploadStats, Uploader};
+use kinescope_devices::{
+    OutFragment, Refragmenter, Spool, UploadConfig, UploadStats, Uploader, cluster_span_ms,
+};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::PutArgs;
@@ -250,10 +253,27 @@ fn feed(
     Ok((fed, lost))
 }
 
-/// The media duration of an MKV file, in milliseconds, as it will be fragmented (one pass
-/// over the file, a chunk at a time).
+/// How long before now an MKV file's media must start for all of it to lie in the past, in
+/// milliseconds: from its first and last few MiB when they show it (the span of its clusters,
+/// plus 30 s for the last one), else one pass over the file, a chunk at a time.
 fn file_duration_ms(path: &std::path::Path, fragment_ms: u64) -> Result<i64, String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    use std::io::{Seek, SeekFrom};
+    let failed = |e: std::io::Error| format!("{}: {e}", path.display());
+    let mut file = std::fs::File::open(path).map_err(failed)?;
+    let len = file.metadata().map_err(failed)?.len();
+    let mut head = Vec::new();
+    (&mut file)
+        .take(4 << 20)
+        .read_to_end(&mut head)
+        .map_err(failed)?;
+    let mut tail = Vec::new();
+    file.seek(SeekFrom::Start(len.saturating_sub(16 << 20)))
+        .map_err(failed)?;
+    file.read_to_end(&mut tail).map_err(failed)?;
+    if let Some(span) = cluster_span_ms(&head, &tail) {
+        return Ok(span + 30_000);
+    }
+    file.seek(SeekFrom::Start(0)).map_err(failed)?;
     let mut end = 0;
     read_fragments(
         Box::new(file),
