@@ -9,10 +9,12 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use kinescope_api::control::{StorageTier, StreamInfo, StreamStatus};
-use kinescope_api::{StreamArn, StreamName, Timestamp, Version};
+use kinescope_api::Timestamp;
+use kinescope_api::control::StorageTier;
 use kinescope_archive::{Catalog, PgCatalog, SqliteCatalog, StreamId, TimestampKind};
 use sqlx::{Executor, Row};
+
+mod common;
 
 const FRAGMENTS: i64 = 1_000_000;
 const STEP_MS: i64 = 2_000;
@@ -28,20 +30,12 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 /// Creates the stream and its header; (stream, header id).
 async fn stream(catalog: &dyn Catalog) -> (StreamId, i64) {
-    let name = StreamName::parse("bench").unwrap();
-    let info = StreamInfo {
-        device_name: None,
-        stream_arn: StreamArn::new("us-west-2", "000000000000", &name, 1),
-        stream_name: name,
-        media_type: None,
-        kms_key_id: None,
-        version: Version::parse("v1").unwrap(),
-        status: StreamStatus::Active,
-        creation_time: Timestamp::from_millis(1),
-        data_retention_in_hours: 1,
-    };
     let stream = catalog
-        .create_stream(&info, StorageTier::Hot, &Default::default())
+        .create_stream(
+            &common::stream_info("bench", 1),
+            StorageTier::Hot,
+            &Default::default(),
+        )
         .await
         .unwrap();
     let header = catalog.add_track_header(stream.id, b"h").await.unwrap();
@@ -158,13 +152,7 @@ async fn sqlite() {
         .await
         .unwrap();
     let load = Instant::now();
-    for batch in insert_statements(stream, header) {
-        let mut tx = pool.begin().await.unwrap();
-        for sql in batch {
-            tx.execute(sqlx::AssertSqlSafe(sql)).await.unwrap();
-        }
-        tx.commit().await.unwrap();
-    }
+    common::load(&pool, insert_statements(stream, header)).await;
     println!(
         "SQLite: loaded {FRAGMENTS} fragments in {:.1} s",
         load.elapsed().as_secs_f64()
@@ -189,29 +177,13 @@ async fn sqlite() {
 }
 
 async fn postgres() {
-    let admin = std::env::var("KINESCOPE_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let db = format!("kinescope_bench_{}", std::process::id());
-    let admin_pool = sqlx::PgPool::connect(&admin)
-        .await
-        .expect("PostgreSQL reachable ($KINESCOPE_TEST_POSTGRES)");
-    admin_pool
-        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
-        .await
-        .unwrap();
-    let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
+    let db = common::ScratchPg::create().await;
     {
-        let catalog = PgCatalog::open(&url).await.unwrap();
+        let catalog = PgCatalog::open(&db.url).await.unwrap();
         let (stream, header) = stream(&catalog).await;
-        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
         let load = Instant::now();
-        for batch in insert_statements(stream, header) {
-            let mut tx = pool.begin().await.unwrap();
-            for sql in batch {
-                tx.execute(sqlx::AssertSqlSafe(sql)).await.unwrap();
-            }
-            tx.commit().await.unwrap();
-        }
+        common::load(&pool, insert_statements(stream, header)).await;
         pool.execute("ANALYZE fragments").await.unwrap();
         println!(
             "PostgreSQL: loaded {FRAGMENTS} fragments in {:.1} s",
@@ -236,12 +208,7 @@ async fn postgres() {
         report("PostgreSQL", &raw, &ours);
         pool.close().await;
     }
-    admin_pool
-        .execute(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE {db} WITH (FORCE)"
-        )))
-        .await
-        .unwrap();
+    db.remove().await;
 }
 
 #[tokio::main(flavor = "current_thread")]

@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use kinescope_api::control::{StorageTier, StreamInfo, StreamStatus};
-use kinescope_api::{StreamArn, StreamName, Timestamp, Version};
+use kinescope_api::Timestamp;
+use kinescope_api::control::StorageTier;
 use kinescope_archive::{
     Archive, Catalog, Durability, FragmentLog, LocalStore, NewFragment, PgCatalog, SqliteCatalog,
     StreamId,
@@ -26,6 +26,8 @@ use kinescope_archive::{
 use kinescope_media::mkv::TrackHeader;
 use sqlx::Executor;
 use tokio::sync::watch;
+
+mod common;
 
 const STREAMS: usize = 100;
 const EXPIRED_PER_STREAM: i64 = 10_000;
@@ -51,20 +53,12 @@ fn now() -> Timestamp {
 async fn streams(catalog: &dyn Catalog) -> Vec<(StreamId, i64)> {
     let mut out = Vec::new();
     for i in 0..STREAMS {
-        let name = StreamName::parse(&format!("cam-{i:03}")).unwrap();
-        let info = StreamInfo {
-            device_name: None,
-            stream_arn: StreamArn::new("us-west-2", "000000000000", &name, 1),
-            stream_name: name,
-            media_type: None,
-            kms_key_id: None,
-            version: Version::parse("v1").unwrap(),
-            status: StreamStatus::Active,
-            creation_time: Timestamp::from_millis(1),
-            data_retention_in_hours: 1,
-        };
         let s = catalog
-            .create_stream(&info, StorageTier::Hot, &Default::default())
+            .create_stream(
+                &common::stream_info(&format!("cam-{i:03}"), 1),
+                StorageTier::Hot,
+                &Default::default(),
+            )
             .await
             .unwrap();
         out.push((s.id, catalog.add_track_header(s.id, b"h").await.unwrap()));
@@ -254,43 +248,21 @@ async fn sqlite() {
         .await
         .unwrap();
     let load = Instant::now();
-    for batch in seed(&dir.path().join("media"), &streams) {
-        let mut tx = pool.begin().await.unwrap();
-        for sql in batch {
-            tx.execute(sqlx::AssertSqlSafe(sql)).await.unwrap();
-        }
-        tx.commit().await.unwrap();
-    }
+    common::load(&pool, seed(&dir.path().join("media"), &streams)).await;
     pool.close().await;
     println!("SQLite: seeded in {:.1} s", load.elapsed().as_secs_f64());
     measure("SQLite", dir.path(), catalog, &streams).await;
 }
 
 async fn postgres() {
-    let admin = std::env::var("KINESCOPE_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let db = format!("kinescope_bench_{}", std::process::id());
-    let admin_pool = sqlx::PgPool::connect(&admin)
-        .await
-        .expect("PostgreSQL reachable ($KINESCOPE_TEST_POSTGRES)");
-    admin_pool
-        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
-        .await
-        .unwrap();
-    let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
+    let db = common::ScratchPg::create().await;
     {
         let dir = tempfile::tempdir().unwrap();
-        let catalog = Arc::new(PgCatalog::open(&url).await.unwrap());
+        let catalog = Arc::new(PgCatalog::open(&db.url).await.unwrap());
         let streams = streams(catalog.as_ref()).await;
-        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
         let load = Instant::now();
-        for batch in seed(&dir.path().join("media"), &streams) {
-            let mut tx = pool.begin().await.unwrap();
-            for sql in batch {
-                tx.execute(sqlx::AssertSqlSafe(sql)).await.unwrap();
-            }
-            tx.commit().await.unwrap();
-        }
+        common::load(&pool, seed(&dir.path().join("media"), &streams)).await;
         pool.execute("ANALYZE fragments").await.unwrap();
         pool.close().await;
         println!(
@@ -299,12 +271,7 @@ async fn postgres() {
         );
         measure("PostgreSQL", dir.path(), catalog, &streams).await;
     }
-    admin_pool
-        .execute(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE {db} WITH (FORCE)"
-        )))
-        .await
-        .unwrap();
+    db.remove().await;
 }
 
 fn main() {
