@@ -7,6 +7,7 @@
 //!
 //! Dependency rule: never depends on server-side crates (`archive`, `ingest`, `playback`).
 
+mod annexb;
 mod client;
 pub mod hls;
 mod refragment;
@@ -14,6 +15,7 @@ mod simulate;
 mod spool;
 mod uploader;
 
+pub use annexb::{AnnexB, AnnexBError, Codec, Elementary};
 pub use client::{
     AckStream, DeviceError, Endpoint, GetConnection, GetResponse, MediaStream, PutMedia,
     PutMediaBody, PutMediaOptions, ReceivedAck,

@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 use kinescope_api::Timestamp;
 use kinescope_media::mkv::{
-    Event, Frame, Limits, MkvError, MkvReader, ProducerWriter, TrackType, cluster_frames,
+    Event, Frame, Limits, MkvError, MkvReader, ProducerWriter, Track, TrackType, cluster_frames,
 };
 
 /// A fragment ready to upload.
@@ -130,42 +130,57 @@ impl Refragmenter {
         }
     }
 
+    /// Frames that follow belong to a new document with these tracks (what an MKV input's
+    /// header says; for other inputs, say it before the first frame).
+    pub fn set_tracks(&mut self, tracks: Vec<Track>, timecode_scale: u64) {
+        self.close_group(None);
+        let video = tracks
+            .iter()
+            .find(|t| t.track_type == TrackType::Video)
+            .map(|t| t.number);
+        let writer = ProducerWriter::new(tracks, timecode_scale);
+        self.doc = Some(Document {
+            header: writer.header(),
+            writer,
+            scale: timecode_scale.max(1),
+            video,
+        });
+    }
+
+    /// One frame of the current document, in decoding order (its timecode in the document's
+    /// scale, from any origin): for inputs that are not MKV.
+    pub fn push_frame(&mut self, frame: Frame) -> Result<(), RefragmentError> {
+        let doc = self.doc.as_ref().ok_or(RefragmentError::NoTracks)?;
+        let (scale, video) = (doc.scale, doc.video);
+        let t = self.retime(frame.timecode, scale);
+        let starts = frame.key && video.is_none_or(|v| frame.track == v);
+        let first = self.group.first().map(|f| f.timecode);
+        let elapsed_ms = first.map_or(0, |f| to_ms(t - f, scale));
+        // A block's timecode is an i16 offset from its Cluster's: past 30 s a fragment ends
+        // at any frame.
+        let cut = first.is_some()
+            && ((starts && elapsed_ms >= self.fragment_ms as i64) || elapsed_ms > 30_000);
+        if cut {
+            self.close_group(Some(t));
+        }
+        self.group.push(Frame {
+            timecode: t,
+            ..frame
+        });
+        Ok(())
+    }
+
+    /// The input of frames pushed with [`Refragmenter::push_frame`] has ended.
+    pub fn finish_frames(&mut self) {
+        self.close_group(None);
+    }
+
     fn on_event(&mut self, event: Event) -> Result<(), RefragmentError> {
         match event {
-            Event::TrackHeader(h) => {
-                self.close_group(None);
-                let writer = ProducerWriter::new(h.tracks.clone(), h.timecode_scale);
-                self.doc = Some(Document {
-                    header: writer.header(),
-                    writer,
-                    scale: h.timecode_scale.max(1),
-                    video: h
-                        .tracks
-                        .iter()
-                        .find(|t| t.track_type == TrackType::Video)
-                        .map(|t| t.number),
-                });
-            }
+            Event::TrackHeader(h) => self.set_tracks(h.tracks, h.timecode_scale),
             Event::Fragment(f) => {
-                let doc = self.doc.as_ref().ok_or(RefragmentError::NoTracks)?;
-                let (scale, video) = (doc.scale, doc.video);
                 for frame in cluster_frames(&f.bytes)? {
-                    let t = self.retime(frame.timecode, scale);
-                    let starts = frame.key && video.is_none_or(|v| frame.track == v);
-                    let first = self.group.first().map(|f| f.timecode);
-                    let elapsed_ms = first.map_or(0, |f| to_ms(t - f, scale));
-                    // A block's timecode is an i16 offset from its Cluster's: past 30 s a
-                    // fragment ends at any frame.
-                    let cut = first.is_some()
-                        && ((starts && elapsed_ms >= self.fragment_ms as i64)
-                            || elapsed_ms > 30_000);
-                    if cut {
-                        self.close_group(Some(t));
-                    }
-                    self.group.push(Frame {
-                        timecode: t,
-                        ..frame
-                    });
+                    self.push_frame(frame)?;
                 }
             }
             Event::FragmentStart { .. } | Event::Tags { .. } => {}

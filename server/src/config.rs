@@ -86,8 +86,24 @@ pub struct PutArgs {
     /// The disk buffer's size in MiB; beyond it the oldest fragments are dropped (and counted).
     #[arg(long, default_value_t = 1024)]
     pub buffer_dir_mib: u64,
-    /// An MKV/WebM file, or - for an MKV byte stream on stdin.
+    /// What INPUT holds: MKV/WebM, or an H.264 or H.265 Annex-B elementary stream (then
+    /// --fps is needed; frames are timed in decoding order, so streams with B-frames are not
+    /// supported).
+    #[arg(long, value_enum, default_value_t = InputFormat::Mkv)]
+    pub format: InputFormat,
+    /// Frames per second of an elementary stream.
+    #[arg(long)]
+    pub fps: Option<f64>,
+    /// An MKV/WebM file or elementary stream, or - to read it from stdin.
     pub input: PathBuf,
+}
+
+/// `kinescope put --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InputFormat {
+    Mkv,
+    H264,
+    H265,
 }
 
 #[derive(Debug, Args)]

@@ -1,5 +1,5 @@
 //! `kinescope put` (issue 14): uploads an MKV file, or an MKV byte stream on stdin (any
-//! GStreamer or ffmpeg pipeline), through `kinescope_devices`' re-fragmenter and resilient
+//! GStreamer or ffmpeg pipeline), or an H.264/H.265 elementary stream, through `kinescope_devices`' re-fragmenter and resilient
 //! uploader. The input is read on a thread of its own (files and pipes block); fragments cross
 //! to the uploader through a bounded channel, so a slow server slows the reading, not memory.
 //!
@@ -19,11 +19,12 @@ use kinescope_api::sigv4::Signer;
 use kinescope_api::{StreamName, Timestamp};
 use kinescope_archive::{Clock, SystemClock};
 use kinescope_devices::{
-    OutFragment, Refragmenter, Spool, UploadConfig, UploadStats, Uploader, cluster_span_ms,
+    AnnexB, Codec, Elementary, OutFragment, Refragmenter, Spool, UploadConfig, UploadStats,
+    Uploader, cluster_span_ms,
 };
 use tokio::sync::{mpsc, watch};
 
-use crate::config::PutArgs;
+use crate::config::{InputFormat, PutArgs};
 
 const READ_CHUNK: usize = 1 << 20;
 
@@ -43,12 +44,21 @@ pub fn put(args: PutArgs) -> ExitCode {
 fn run(args: PutArgs) -> Result<String, String> {
     let stream = StreamName::parse(&args.stream).map_err(|e| format!("--stream: {e}"))?;
     let stdin = args.input.as_os_str() == "-";
+    let format = match (args.format, args.fps) {
+        (InputFormat::Mkv, _) => Format::Mkv,
+        (_, None) => return Err("--format h264 and h265 need --fps".into()),
+        (_, Some(fps)) if !(fps > 0.0 && fps <= 1000.0) => {
+            return Err(format!("--fps {fps}: must be above 0 and at most 1000"));
+        }
+        (InputFormat::H264, Some(fps)) => Format::Elementary(Codec::H264, fps),
+        (InputFormat::H265, Some(fps)) => Format::Elementary(Codec::H265, fps),
+    };
     let now = || SystemClock.now();
     // A file sent as fast as possible ends now: its duration first (one parse of the file).
     let start = if stdin || args.realtime {
         now()
     } else {
-        let duration = file_duration_ms(&args.input, args.fragment_ms)?;
+        let duration = file_duration_ms(&args.input, format, args.fragment_ms)?;
         Timestamp::from_millis(now().as_millis() - duration - 1000)
     };
     let input: Box<dyn Read + Send> = if stdin {
@@ -102,7 +112,7 @@ fn run(args: PutArgs) -> Result<String, String> {
     let (fed, reader) = match spool {
         None => {
             let reader = std::thread::spawn(move || {
-                read_fragments(input, start, args.fragment_ms, args.realtime, |f| {
+                read_fragments(input, format, start, args.fragment_ms, args.realtime, |f| {
                     tx.blocking_send(f)
                         .map_err(|_| "the upload stopped".to_owned())
                 })
@@ -119,7 +129,7 @@ fn run(args: PutArgs) -> Result<String, String> {
                 std::thread::spawn(move || feed(&spool, &queue, &tx))
             };
             let reader = std::thread::spawn(move || {
-                read_fragments(input, start, args.fragment_ms, args.realtime, |f| {
+                read_fragments(input, format, start, args.fragment_ms, args.realtime, |f| {
                     let stored = spool.store(&f).map_err(|e| format!("--buffer-dir: {e}"))?;
                     if stored.dropped > 0 {
                         tracing::warn!(
@@ -178,6 +188,14 @@ fn run(args: PutArgs) -> Result<String, String> {
     ))
 }
 
+/// What the input is.
+#[derive(Debug, Clone, Copy)]
+enum Format {
+    Mkv,
+    /// An Annex-B elementary stream at so many frames per second.
+    Elementary(Codec, f64),
+}
+
 /// What the input held.
 struct InputRead {
     fragments: u64,
@@ -188,12 +206,17 @@ struct InputRead {
 /// with `realtime`.
 fn read_fragments(
     mut input: Box<dyn Read + Send>,
+    format: Format,
     start: Timestamp,
     fragment_ms: u64,
     realtime: bool,
     mut forward: impl FnMut(OutFragment) -> Result<(), String>,
 ) -> Result<InputRead, String> {
     let mut refragmenter = Refragmenter::new(start, fragment_ms);
+    let mut elementary = match format {
+        Format::Mkv => None,
+        Format::Elementary(codec, fps) => Some(AnnexB::new(codec, fps)),
+    };
     let mut read = InputRead {
         fragments: 0,
         frames: 0,
@@ -205,11 +228,30 @@ fn read_fragments(
         let n = input
             .read(&mut buf)
             .map_err(|e| format!("reading the input: {e}"))?;
-        if n == 0 {
-            refragmenter.finish();
-        } else {
-            buf.truncate(n);
-            refragmenter.push(buf.freeze());
+        match &mut elementary {
+            None if n == 0 => refragmenter.finish(),
+            None => {
+                buf.truncate(n);
+                refragmenter.push(buf.freeze());
+            }
+            Some(es) => {
+                if n == 0 {
+                    es.finish();
+                } else {
+                    es.push(&buf[..n]);
+                }
+                while let Some(out) = es.poll() {
+                    match out.map_err(|e| e.to_string())? {
+                        Elementary::Track(t) => refragmenter.set_tracks(vec![t], 1_000_000),
+                        Elementary::Frame(f) => {
+                            refragmenter.push_frame(f).map_err(|e| e.to_string())?
+                        }
+                    }
+                }
+                if n == 0 {
+                    refragmenter.finish_frames();
+                }
+            }
         }
         while let Some(f) = refragmenter.poll() {
             let f = f.map_err(|e| e.to_string())?;
@@ -256,7 +298,11 @@ fn feed(
 /// How long before now an MKV file's media must start for all of it to lie in the past, in
 /// milliseconds: from its first and last few MiB when they show it (the span of its clusters,
 /// plus 30 s for the last one), else one pass over the file, a chunk at a time.
-fn file_duration_ms(path: &std::path::Path, fragment_ms: u64) -> Result<i64, String> {
+fn file_duration_ms(
+    path: &std::path::Path,
+    format: Format,
+    fragment_ms: u64,
+) -> Result<i64, String> {
     use std::io::{Seek, SeekFrom};
     let failed = |e: std::io::Error| format!("{}: {e}", path.display());
     let mut file = std::fs::File::open(path).map_err(failed)?;
@@ -270,13 +316,14 @@ fn file_duration_ms(path: &std::path::Path, fragment_ms: u64) -> Result<i64, Str
     file.seek(SeekFrom::Start(len.saturating_sub(16 << 20)))
         .map_err(failed)?;
     file.read_to_end(&mut tail).map_err(failed)?;
-    if let Some(span) = cluster_span_ms(&head, &tail) {
+    if let (Format::Mkv, Some(span)) = (format, cluster_span_ms(&head, &tail)) {
         return Ok(span + 30_000);
     }
     file.seek(SeekFrom::Start(0)).map_err(failed)?;
     let mut end = 0;
     read_fragments(
         Box::new(file),
+        format,
         Timestamp::from_millis(0),
         fragment_ms,
         false,

@@ -1,0 +1,432 @@
+//! H.264 and H.265 elementary streams in (ITU-T H.264 / H.265 Annex B byte streams, as cameras
+//! and encoders write them raw), frames out (issue 14, `kinescope put --format h264|h265`).
+//! Sans-IO: push bytes, poll a track (once its parameter sets have been seen) and then frames.
+//!
+//! NAL units are split at start codes and grouped into access units (H.264 §7.4.1.2.3, H.265
+//! §7.4.2.4.4: an access unit delimiter, a parameter set or SEI after a picture, or the first
+//! slice of a new picture starts the next one). Each becomes one frame of length-prefixed NAL
+//! units (4-byte lengths, access unit delimiters left out); a frame with an IDR (H.264) or IRAP
+//! (H.265) picture is a key frame. The track's codec private data (`avcC`, ISO/IEC 14496-15
+//! §5.3.3.1; `hvcC`, §8.3.3.1) is built from the first SPS and PPS (and VPS). Frames are timed
+//! `1/fps` apart in decoding order: streams with B-frames are not supported (their
+//! presentation order is not known without decoding picture order counts).
+
+use std::collections::VecDeque;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kinescope_media::codec::{AvcSps, HevcSps};
+use kinescope_media::mkv::{Frame, Track, TrackType};
+
+/// Which codec the stream holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    H264,
+    H265,
+}
+
+/// What [`AnnexB::poll`] yields: the track once, then frames.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Elementary {
+    Track(Track),
+    Frame(Frame),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AnnexBError {
+    #[error("not an Annex-B byte stream: no start code in the first {0} bytes")]
+    NoStartCode(usize),
+    #[error("{0}")]
+    ParameterSet(String),
+    #[error("pictures before the first SPS and PPS")]
+    NoParameterSets,
+}
+
+/// The parser. See the module documentation.
+#[derive(Debug)]
+pub struct AnnexB {
+    codec: Codec,
+    /// Frame duration in TimecodeScale units (1 ms).
+    frame_ms: f64,
+    /// Bytes not yet split into NAL units: from the last start code on.
+    pending: BytesMut,
+    seen_start: bool,
+    /// The NAL units of the access unit being gathered, and whether it has a picture yet.
+    unit: Vec<Bytes>,
+    unit_has_picture: bool,
+    vps: Option<Bytes>,
+    sps: Option<Bytes>,
+    pps: Option<Bytes>,
+    track_sent: bool,
+    frames: u64,
+    out: VecDeque<Result<Elementary, AnnexBError>>,
+    failed: bool,
+}
+
+impl AnnexB {
+    pub fn new(codec: Codec, fps: f64) -> Self {
+        Self {
+            codec,
+            frame_ms: 1000.0 / fps.max(0.001),
+            pending: BytesMut::new(),
+            seen_start: false,
+            unit: Vec::new(),
+            unit_has_picture: false,
+            vps: None,
+            sps: None,
+            pps: None,
+            track_sent: false,
+            frames: 0,
+            out: VecDeque::new(),
+            failed: false,
+        }
+    }
+
+    pub fn push(&mut self, chunk: &[u8]) {
+        if self.failed {
+            return;
+        }
+        self.pending.extend_from_slice(chunk);
+        // Every NAL unit that a later start code has closed.
+        loop {
+            let Some(start) = start_code(&self.pending, 0) else {
+                if !self.seen_start && self.pending.len() > 1 << 20 {
+                    self.fail(AnnexBError::NoStartCode(self.pending.len()));
+                }
+                return;
+            };
+            let (at, len) = start;
+            if !self.seen_start {
+                self.seen_start = true;
+                let _ = self.pending.split_to(at + len);
+                continue;
+            }
+            let nal = self.pending.split_to(at).freeze();
+            let _ = self.pending.split_to(len);
+            self.on_nal(trim_zeros(nal));
+        }
+    }
+
+    /// The stream has ended: its last access unit is complete.
+    pub fn finish(&mut self) {
+        if self.failed {
+            return;
+        }
+        if self.seen_start {
+            let rest = std::mem::take(&mut self.pending).freeze();
+            self.on_nal(trim_zeros(rest));
+        } else if !self.pending.is_empty() {
+            self.fail(AnnexBError::NoStartCode(self.pending.len()));
+            return;
+        }
+        self.close_unit();
+    }
+
+    pub fn poll(&mut self) -> Option<Result<Elementary, AnnexBError>> {
+        self.out.pop_front()
+    }
+
+    fn fail(&mut self, e: AnnexBError) {
+        self.failed = true;
+        self.out.push_back(Err(e));
+    }
+
+    fn on_nal(&mut self, nal: Bytes) {
+        if nal.is_empty() || self.failed {
+            return;
+        }
+        let kind = self.kind(&nal);
+        if kind.starts_unit && self.unit_has_picture
+            || kind.picture && kind.first_slice && self.unit_has_picture
+        {
+            self.close_unit();
+        }
+        match kind.parameter_set {
+            Some(0) => self.vps = self.vps.take().or(Some(nal.clone())),
+            Some(1) => self.sps = self.sps.take().or(Some(nal.clone())),
+            Some(2) => self.pps = self.pps.take().or(Some(nal.clone())),
+            _ => {}
+        }
+        if !kind.delimiter {
+            self.unit.push(nal);
+        }
+        self.unit_has_picture |= kind.picture;
+    }
+
+    fn close_unit(&mut self) {
+        let unit = std::mem::take(&mut self.unit);
+        let had_picture = std::mem::replace(&mut self.unit_has_picture, false);
+        if !had_picture {
+            // Parameter sets or SEI without a picture (at the end): nothing to show.
+            return;
+        }
+        if !self.track_sent {
+            match self.track() {
+                Ok(t) => {
+                    self.out.push_back(Ok(Elementary::Track(t)));
+                    self.track_sent = true;
+                }
+                Err(e) => return self.fail(e),
+            }
+        }
+        let key = unit.iter().any(|n| self.kind(n).key);
+        let mut data = BytesMut::with_capacity(unit.iter().map(|n| n.len() + 4).sum());
+        for n in &unit {
+            data.put_u32(n.len() as u32);
+            data.put_slice(n);
+        }
+        let timecode = (self.frames as f64 * self.frame_ms).round() as i64;
+        self.frames += 1;
+        self.out.push_back(Ok(Elementary::Frame(Frame {
+            track: 1,
+            timecode,
+            key,
+            data: data.freeze(),
+        })));
+    }
+
+    /// The video track, from the parameter sets seen so far.
+    fn track(&self) -> Result<Track, AnnexBError> {
+        let (Some(sps), Some(pps)) = (&self.sps, &self.pps) else {
+            return Err(AnnexBError::NoParameterSets);
+        };
+        let bad = |e: kinescope_media::codec::CodecError| AnnexBError::ParameterSet(e.to_string());
+        let (codec_id, private, width, height) = match self.codec {
+            Codec::H264 => {
+                let parsed = AvcSps::parse(sps).map_err(bad)?;
+                (
+                    "V_MPEG4/ISO/AVC",
+                    avcc(sps, pps),
+                    parsed.width,
+                    parsed.height,
+                )
+            }
+            Codec::H265 => {
+                let vps = self.vps.as_ref().ok_or(AnnexBError::NoParameterSets)?;
+                let parsed = HevcSps::parse(sps).map_err(bad)?;
+                (
+                    "V_MPEGH/ISO/HEVC",
+                    hvcc(&parsed, vps, sps, pps),
+                    parsed.width,
+                    parsed.height,
+                )
+            }
+        };
+        Ok(Track {
+            number: 1,
+            uid: 1,
+            track_type: TrackType::Video,
+            codec_id: codec_id.into(),
+            width: Some(u64::from(width)),
+            height: Some(u64::from(height)),
+            codec_private: private,
+            default_duration_ns: Some((self.frame_ms * 1e6).round() as u64),
+            ..Track::default()
+        })
+    }
+
+    fn kind(&self, nal: &[u8]) -> NalKind {
+        let first_slice = nal
+            .get(if self.codec == Codec::H264 { 1 } else { 2 })
+            .is_some_and(|b| b & 0x80 != 0);
+        match self.codec {
+            Codec::H264 => {
+                let t = nal[0] & 0x1f;
+                NalKind {
+                    picture: (1..=5).contains(&t),
+                    first_slice,
+                    key: t == 5,
+                    delimiter: t == 9,
+                    starts_unit: matches!(t, 6..=9 | 14..=18),
+                    parameter_set: match t {
+                        7 => Some(1),
+                        8 => Some(2),
+                        _ => None,
+                    },
+                }
+            }
+            Codec::H265 => {
+                let t = (nal[0] >> 1) & 0x3f;
+                NalKind {
+                    picture: t <= 31,
+                    first_slice,
+                    key: (16..=23).contains(&t),
+                    delimiter: t == 35,
+                    starts_unit: matches!(t, 32..=35 | 39 | 41..=44 | 48..=55),
+                    parameter_set: match t {
+                        32 => Some(0),
+                        33 => Some(1),
+                        34 => Some(2),
+                        _ => None,
+                    },
+                }
+            }
+        }
+    }
+}
+
+struct NalKind {
+    picture: bool,
+    /// For a picture: its first slice (`first_mb_in_slice` = 0 / first slice segment flag).
+    first_slice: bool,
+    key: bool,
+    delimiter: bool,
+    /// Starts a new access unit if the current one has a picture already.
+    starts_unit: bool,
+    /// 0 VPS, 1 SPS, 2 PPS.
+    parameter_set: Option<u8>,
+}
+
+/// The first start code (`00 00 01`, or `00 00 00 01`) at or after `from`: (offset, length).
+fn start_code(data: &[u8], from: usize) -> Option<(usize, usize)> {
+    let i = data.get(from..)?.windows(3).position(|w| w == [0, 0, 1])? + from;
+    Some(if i > 0 && data[i - 1] == 0 {
+        (i - 1, 4)
+    } else {
+        (i, 3)
+    })
+}
+
+/// A NAL unit without the zero bytes that may trail it before the next start code.
+fn trim_zeros(nal: Bytes) -> Bytes {
+    let end = nal.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    nal.slice(..end)
+}
+
+/// An AVCDecoderConfigurationRecord (ISO/IEC 14496-15 §5.3.3.1) with one SPS and one PPS and
+/// 4-byte NAL lengths.
+fn avcc(sps: &[u8], pps: &[u8]) -> Bytes {
+    let mut out = BytesMut::new();
+    out.put_slice(&[1, sps[1], sps[2], sps[3], 0xFF, 0xE1]);
+    out.put_u16(sps.len() as u16);
+    out.put_slice(sps);
+    out.put_u8(1);
+    out.put_u16(pps.len() as u16);
+    out.put_slice(pps);
+    out.freeze()
+}
+
+/// An HEVCDecoderConfigurationRecord (ISO/IEC 14496-15 §8.3.3.1) with one VPS, SPS and PPS and
+/// 4-byte NAL lengths.
+fn hvcc(parsed: &HevcSps, vps: &[u8], sps: &[u8], pps: &[u8]) -> Bytes {
+    let g = &parsed.general;
+    let mut out = BytesMut::new();
+    out.put_u8(1);
+    out.put_u8((g.profile_space << 6) | (u8::from(g.tier_flag) << 5) | g.profile_idc);
+    out.put_u32(g.profile_compatibility_flags);
+    out.put_slice(&g.constraint_indicator_flags.to_be_bytes()[2..]);
+    out.put_u8(g.level_idc);
+    out.put_u16(0xF000); // min_spatial_segmentation_idc 0
+    out.put_u8(0xFC); // parallelismType 0
+    out.put_u8(0xFC | parsed.chroma_format_idc);
+    out.put_u8(0xF8 | (parsed.bit_depth_luma - 8));
+    out.put_u8(0xF8 | (parsed.bit_depth_chroma - 8));
+    out.put_u16(0); // avgFrameRate unknown
+    // constantFrameRate 0, numTemporalLayers, temporalIdNested, lengthSizeMinusOne 3.
+    out.put_u8(
+        ((parsed.max_sub_layers & 7) << 3) | (u8::from(parsed.temporal_id_nesting) << 2) | 3,
+    );
+    out.put_u8(3);
+    for (kind, nal) in [(32u8, vps), (33, sps), (34, pps)] {
+        out.put_u8(0x80 | kind);
+        out.put_u16(1);
+        out.put_u16(nal.len() as u16);
+        out.put_slice(nal);
+    }
+    out.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kinescope_media::codec::AvcDecoderConfig;
+
+    fn nal(bytes: &[u8]) -> Vec<u8> {
+        [&[0, 0, 0, 1][..], bytes].concat()
+    }
+
+    /// A made-up H.264 stream: SPS, PPS, IDR, two P pictures, AUD + SPS + PPS + IDR, P.
+    fn h264_stream(sps: &[u8]) -> Vec<u8> {
+        let pps = [0x68, 0xeb, 0xcc, 0xb2, 0x2c];
+        let idr = [0x65, 0x88, 0x84, 0x00, 0x33];
+        let p = [0x41, 0x9a, 0x21, 0x6c];
+        [
+            nal(sps),
+            nal(&pps),
+            nal(&idr),
+            nal(&p),
+            nal(&p),
+            nal(&[0x09, 0xf0]),
+            nal(sps),
+            nal(&pps),
+            nal(&idr),
+            nal(&p),
+        ]
+        .concat()
+    }
+
+    fn run(codec: Codec, data: &[u8], chunk: usize) -> Vec<Elementary> {
+        let mut p = AnnexB::new(codec, 25.0);
+        for c in data.chunks(chunk) {
+            p.push(c);
+        }
+        p.finish();
+        std::iter::from_fn(|| p.poll())
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    #[test]
+    fn h264_access_units_become_frames_under_an_avcc_the_parser_reads() {
+        let avcc = &crate::simulate::AVCC;
+        let sps = &avcc[8..8 + 29];
+        let data = h264_stream(sps);
+        for chunk in [1, 7, 4096] {
+            let out = run(Codec::H264, &data, chunk);
+            let Elementary::Track(track) = &out[0] else {
+                panic!("{out:?}")
+            };
+            let config = AvcDecoderConfig::parse(&track.codec_private).unwrap();
+            assert_eq!(
+                (config.sps.len(), config.pps.len(), config.nal_length_size),
+                (1, 1, 4)
+            );
+            assert_eq!(config.sps[0], sps);
+            assert_eq!((track.width, track.height), (Some(640), Some(480)));
+            let frames: Vec<&Frame> = out[1..]
+                .iter()
+                .map(|e| match e {
+                    Elementary::Frame(f) => f,
+                    other => panic!("{other:?}"),
+                })
+                .collect();
+            assert_eq!(
+                frames
+                    .iter()
+                    .map(|f| (f.key, f.timecode))
+                    .collect::<Vec<_>>(),
+                [
+                    (true, 0),
+                    (false, 40),
+                    (false, 80),
+                    (true, 120),
+                    (false, 160)
+                ]
+            );
+            // The second IDR's frame carries its parameter sets, not the delimiter.
+            let nals: Vec<u8> =
+                kinescope_media::codec::nal::length_prefixed_nal_units(&frames[3].data, 4)
+                    .unwrap()
+                    .map(|n| n.unwrap()[0] & 0x1f)
+                    .collect();
+            assert_eq!(nals, [7, 8, 5], "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn refuses_what_has_no_start_code() {
+        let mut p = AnnexB::new(Codec::H264, 25.0);
+        p.push(b"plain text, not video");
+        p.finish();
+        assert!(matches!(p.poll(), Some(Err(AnnexBError::NoStartCode(_)))));
+    }
+}
