@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use indicatif::{ProgressBar, ProgressStyle};
 use kinescope_api::sigv4::Signer;
 use kinescope_api::{StreamName, Timestamp};
 use kinescope_archive::{Clock, SystemClock};
@@ -61,6 +62,10 @@ fn run(args: PutArgs) -> Result<String, String> {
         let duration = file_duration_ms(&args.input, format, args.fragment_ms)?;
         Timestamp::from_millis(now().as_millis() - duration - 1000)
     };
+    // The bar's end: the file's size (its fragments hold nearly all of it).
+    let total = (!stdin)
+        .then(|| std::fs::metadata(&args.input).ok().map(|m| m.len()))
+        .flatten();
     let input: Box<dyn Read + Send> = if stdin {
         Box::new(std::io::stdin())
     } else {
@@ -148,7 +153,7 @@ fn run(args: PutArgs) -> Result<String, String> {
     let outcome = runtime.block_on(async move {
         let uploader = Uploader::open(config).await?;
         let (stats_tx, stats_rx) = watch::channel(UploadStats::default());
-        let progress = tokio::spawn(progress(stats_rx));
+        let progress = tokio::spawn(progress(stats_rx, total));
         let outcome = uploader.run(rx, stats_tx).await;
         progress.abort();
         outcome
@@ -336,32 +341,68 @@ fn file_duration_ms(
     Ok(end)
 }
 
-/// Progress once a second on stderr: a line rewritten in place on a terminal, a log line
-/// otherwise.
-async fn progress(mut stats: watch::Receiver<UploadStats>) {
-    let terminal = std::io::stderr().is_terminal();
+/// Progress on stderr: on a terminal a progress bar (bytes PERSISTED of the file's size, or a
+/// spinner for stdin) with fragments sent and PERSISTED, the rate and the latest ACK latency,
+/// redrawn as ACKs come; otherwise one log line a second. The bar is cleared when `stats`
+/// closes or the task is aborted.
+async fn progress(mut stats: watch::Receiver<UploadStats>, total: Option<u64>) {
     let started = Instant::now();
+    let describe = |s: &UploadStats| {
+        format!(
+            "sent {}  PERSISTED {}  ACK {}  pending {}  reconnects {}",
+            s.sent,
+            s.persisted,
+            s.last_ack_latency
+                .map_or("-".into(), |d| format!("{:.0} ms", d.as_secs_f64() * 1e3)),
+            s.pending,
+            s.reconnects
+        )
+    };
+    if std::io::stderr().is_terminal() {
+        let bar = match total {
+            Some(n) => ProgressBar::new(n).with_style(
+                ProgressStyle::with_template(
+                    "{elapsed:>4} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}  {msg}",
+                )
+                .expect("a valid template")
+                .progress_chars("=> "),
+            ),
+            None => ProgressBar::new_spinner().with_style(
+                ProgressStyle::with_template(
+                    "{elapsed:>4} {spinner} {bytes} {bytes_per_sec}  {msg}",
+                )
+                .expect("a valid template"),
+            ),
+        };
+        bar.enable_steady_tick(Duration::from_millis(200));
+        let _clear = ClearOnDrop(bar.clone());
+        while stats.changed().await.is_ok() {
+            let s = stats.borrow_and_update().clone();
+            bar.set_position(s.bytes_persisted);
+            bar.set_message(describe(&s));
+        }
+        return;
+    }
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
     loop {
         tick.tick().await;
         let s = stats.borrow_and_update().clone();
-        let line = format!(
-            "{:>5.0} s  sent {}  PERSISTED {}  {:.1} MB  {:.1} MB/s  ACK {}  pending {}  reconnects {}",
-            started.elapsed().as_secs_f64(),
-            s.sent,
-            s.persisted,
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!(
+            "{secs:>5.0} s  {:.1} MB  {:.1} MB/s  {}",
             s.bytes_persisted as f64 / 1e6,
-            s.bytes_persisted as f64 / 1e6 / started.elapsed().as_secs_f64(),
-            s.last_ack_latency
-                .map_or("-".into(), |d| format!("{:.0} ms", d.as_secs_f64() * 1e3)),
-            s.pending,
-            s.reconnects
+            s.bytes_persisted as f64 / 1e6 / secs,
+            describe(&s)
         );
-        if terminal {
-            eprint!("\r{line}\x1b[K");
-        } else {
-            eprintln!("{line}");
-        }
+    }
+}
+
+/// Clears a progress bar when its task ends, so the summary line starts clean.
+struct ClearOnDrop(ProgressBar);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
     }
 }
