@@ -13,7 +13,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use kinescope_api::Timestamp;
+use kinescope_api::{FragmentNumber, Timestamp};
 
 use crate::catalog::{FragmentRow, StreamId};
 use crate::log::parse_segment_key;
@@ -94,13 +94,10 @@ pub async fn fsck(
     for stream in catalog.deleted_streams().await? {
         let mut after = None;
         loop {
-            let page = catalog
-                .fragments_after(stream, after.as_ref(), 1000, false)
-                .await?;
-            let Some(last) = page.last() else {
+            let page = next_page(catalog, stream, &mut after).await?;
+            if page.is_empty() {
                 break;
-            };
-            after = Some(last.number.clone());
+            }
             referenced.extend(page.into_iter().map(|r| r.object_key));
         }
     }
@@ -135,13 +132,10 @@ async fn check_stream(
     let mut previous: Option<FragmentRow> = None;
     let mut after = None;
     loop {
-        let page = catalog
-            .fragments_after(stream, after.as_ref(), 1000, false)
-            .await?;
-        let Some(last) = page.last() else {
+        let page = next_page(catalog, stream, &mut after).await?;
+        if page.is_empty() {
             break;
-        };
-        after = Some(last.number.clone());
+        }
         for row in page {
             report.fragments += 1;
             let name = format!("{}/{}", stream.0, row.number);
@@ -171,6 +165,21 @@ async fn check_stream(
         }
     }
     Ok(())
+}
+
+/// The stream's next 1,000 fragments after `after` (in number order), which moves past them.
+async fn next_page(
+    catalog: &dyn Catalog,
+    stream: StreamId,
+    after: &mut Option<FragmentNumber>,
+) -> Result<Vec<FragmentRow>, ArchiveError> {
+    let page = catalog
+        .fragments_after(stream, after.as_ref(), 1000, false)
+        .await?;
+    if let Some(last) = page.last() {
+        *after = Some(last.number.clone());
+    }
+    Ok(page)
 }
 
 /// Whether the listing (or the log segment's length) covers the fragment's bytes.
