@@ -55,7 +55,7 @@ fn run(args: PutArgs) -> Result<String, String> {
         (InputFormat::H265, Some(fps)) => Format::Elementary(Codec::H265, fps),
     };
     let now = || SystemClock.now();
-    // A file sent as fast as possible ends now: its duration first (one parse of the file).
+    // A file sent as fast as possible ends before now: its length first (`file_duration_ms`).
     let start = if stdin || args.realtime {
         now()
     } else {
