@@ -205,7 +205,11 @@ def test_crash_at_each_step_is_repaired_by_the_next_start(tmp_path, step, flags)
         server.stop()
         server.args += flags
         server.env = {"KINESCOPE_CRASH_AT": step}
-        server.start()
+        try:
+            server.start()
+        except RuntimeError as e:
+            # The first budget pass runs at start and may reach its step before the banner.
+            assert step == "expire-rows" and f"KINESCOPE_CRASH_AT={step}" in str(e), e
         if step == "delete-stream-marked":
             arn = server.client().describe_stream(StreamName="crashed")["StreamInfo"]["StreamARN"]
             with pytest.raises(botocore.exceptions.ConnectionError):
