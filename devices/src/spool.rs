@@ -28,8 +28,8 @@ const SUFFIX: &str = ".frag";
 pub struct Spool {
     dir: PathBuf,
     max_bytes: u64,
-    /// The files here, oldest first, with their sizes.
-    files: Mutex<VecDeque<(i64, u64)>>,
+    /// The files here, oldest first, with their sizes, and the sum of those sizes.
+    files: Mutex<(VecDeque<(i64, u64)>, u64)>,
 }
 
 /// What storing a fragment did.
@@ -60,11 +60,12 @@ impl Spool {
         }
         files.sort_unstable();
         let waiting = files.iter().map(|(ms, _)| *ms).collect();
+        let bytes = files.iter().map(|(_, n)| n).sum();
         Ok((
             Self {
                 dir,
                 max_bytes,
-                files: Mutex::new(files.into()),
+                files: Mutex::new((files.into(), bytes)),
             },
             waiting,
         ))
@@ -91,11 +92,14 @@ impl Spool {
         let size = file.metadata()?.len();
         fs::rename(&tmp, self.path(f.producer_ms))?;
         fs::File::open(&self.dir)?.sync_all()?;
-        let mut files = self.files.lock().expect("spool lock");
+        let mut guard = self.files.lock().expect("spool lock");
+        let (files, bytes) = &mut *guard;
         files.push_back((f.producer_ms, size));
+        *bytes += size;
         let mut stored = Stored::default();
-        while files.iter().map(|(_, n)| n).sum::<u64>() > self.max_bytes && files.len() > 1 {
-            let (ms, _) = files.pop_front().expect("more than one");
+        while *bytes > self.max_bytes && files.len() > 1 {
+            let (ms, n) = files.pop_front().expect("more than one");
+            *bytes -= n;
             remove(&self.path(ms))?;
             stored.dropped += 1;
         }
@@ -141,10 +145,13 @@ impl Spool {
 
     /// Deletes the fragment with producer timestamp `ms` (it was PERSISTED).
     pub fn remove(&self, ms: i64) -> io::Result<()> {
-        self.files
-            .lock()
-            .expect("spool lock")
-            .retain(|(m, _)| *m != ms);
+        let mut guard = self.files.lock().expect("spool lock");
+        let (files, bytes) = &mut *guard;
+        if let Some(i) = files.iter().position(|(m, _)| *m == ms) {
+            let (_, n) = files.remove(i).expect("found");
+            *bytes -= n;
+        }
+        drop(guard);
         remove(&self.path(ms))
     }
 
