@@ -7,13 +7,18 @@
 //!
 //! A new EBML document in the input (a producer that restarted its muxer, new codec data)
 //! ends the current fragment; the fragments after it carry the new header.
+//!
+//! Optionally every fragment carries the producer's metadata tags (spec §3.5,
+//! [`Refragmenter::with_metadata`]). Tags in the input itself are not carried over: its
+//! fragment boundaries are not the output's.
 
 use std::collections::VecDeque;
 
 use bytes::Bytes;
 use kinescope_api::Timestamp;
 use kinescope_media::mkv::{
-    Event, Frame, Limits, MkvError, MkvReader, ProducerWriter, Track, TrackType, cluster_frames,
+    Event, Frame, Limits, MetadataTag, MkvError, MkvReader, ProducerWriter, Track, TrackType,
+    cluster_frames, with_metadata,
 };
 
 /// A fragment ready to upload.
@@ -62,6 +67,8 @@ pub struct Refragmenter {
     group: Vec<Frame>,
     ready: VecDeque<OutFragment>,
     failed: Option<RefragmentError>,
+    /// Sent with every fragment (spec §3.5).
+    metadata: Vec<MetadataTag>,
 }
 
 #[derive(Debug)]
@@ -92,7 +99,15 @@ impl Refragmenter {
             group: Vec::new(),
             ready: VecDeque::new(),
             failed: None,
+            metadata: Vec::new(),
         }
+    }
+
+    /// Every fragment carries `metadata` (user tags, spec §3.5; KVS keeps at most 10 a
+    /// fragment) after its Cluster, which GetMedia returns with it.
+    pub fn with_metadata(mut self, metadata: Vec<MetadataTag>) -> Self {
+        self.metadata = metadata;
+        self
     }
 
     pub fn push(&mut self, chunk: Bytes) {
@@ -211,7 +226,7 @@ impl Refragmenter {
             timecode: first.max(0) as u64,
             producer_ms: to_ms(first, doc.scale),
             duration_ms: to_ms(next.unwrap_or(last) - first, doc.scale).max(0) as u64,
-            parts: doc.writer.cluster(&frames),
+            parts: with_metadata(doc.writer.cluster(&frames), &self.metadata),
             frames: frames.len(),
         });
     }

@@ -21,7 +21,7 @@ pub(crate) use frames::timed_cluster_frames;
 pub use reader::MkvReader;
 pub use writer::{
     FragmentTags, Frame, ProducerWriter, archived_fragment, getmedia_error, getmedia_fragment,
-    parse_stored_header,
+    parse_stored_header, with_metadata,
 };
 
 /// Bounds the reader enforces; each breach is its own error (PutMedia ErrorIds 4001, 4002,

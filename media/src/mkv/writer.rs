@@ -11,7 +11,10 @@ use super::ebml::{
     Size, UNKNOWN_SIZE, read_id, read_size, write_bytes, write_id, write_master, write_size,
     write_size_len, write_uint,
 };
-use super::{Event, Limits, MetadataTag, MkvError, MkvReader, Track, TrackHeader, TrackType, ids};
+use super::{
+    END_OF_FRAGMENT, Event, Limits, MetadataTag, MkvError, MkvReader, Track, TrackHeader,
+    TrackType, ids,
+};
 
 /// What GetMedia says about each fragment besides its Cluster: the KVS tags before it and the
 /// producer's metadata after it.
@@ -255,6 +258,29 @@ impl ProducerWriter {
         parts[0] = Bytes::from(cluster_header);
         parts
     }
+}
+
+/// A Cluster (the parts [`ProducerWriter::cluster`] returned) carrying the producer's fragment
+/// metadata (spec §3.5): the Cluster's size becomes unknown, and after it come one Tags element
+/// per item, in the form the KVS C producer uploads them (8-byte sizes), then
+/// `AWS_KINESISVIDEO_END_OF_FRAGMENT`, which ends the fragment there rather than at the next
+/// Cluster. (After a Cluster of known size, a server takes the fragment as complete and the
+/// Tags as belonging to none.)
+pub fn with_metadata(mut cluster: Vec<Bytes>, metadata: &[MetadataTag]) -> Vec<Bytes> {
+    if metadata.is_empty() {
+        return cluster;
+    }
+    let mut header = Vec::with_capacity(12);
+    write_id(&mut header, ids::CLUSTER);
+    header.extend_from_slice(&UNKNOWN_SIZE);
+    cluster[0] = Bytes::from(header);
+    let mut tags = Vec::new();
+    for t in metadata {
+        tags.extend(metadata_tags(t));
+    }
+    tags.extend(tags_element(&[(END_OF_FRAGMENT, "")], 8));
+    cluster.push(Bytes::from(tags));
+    cluster
 }
 
 /// A SimpleBlock's element header and block header, to be followed by the payload.
@@ -620,6 +646,66 @@ mod tests {
                 assert_eq!(got[0].timecode, f.timecode);
             }
         }
+    }
+
+    #[test]
+    fn metadata_follows_an_unknown_size_cluster_and_ends_its_fragment() {
+        let track = Track {
+            number: 1,
+            track_type: TrackType::Video,
+            codec_id: "V_MPEG4/ISO/AVC".into(),
+            ..Track::default()
+        };
+        let w = ProducerWriter::new(vec![track], 1_000_000);
+        let frame = |timecode| Frame {
+            track: 1,
+            timecode,
+            key: true,
+            data: Bytes::from_static(b"frame"),
+        };
+        let metadata = [
+            MetadataTag {
+                name: "camera".into(),
+                value: "north gate".into(),
+            },
+            MetadataTag {
+                name: "firmware".into(),
+                value: "2.1".into(),
+            },
+        ];
+        let parts: Vec<Bytes> = std::iter::once(w.header())
+            .chain(with_metadata(w.cluster(&[frame(0)]), &metadata))
+            .chain(with_metadata(w.cluster(&[frame(1000)]), &[]))
+            .collect();
+        let events = parse(&parts);
+        let fragments: Vec<&Fragment> = events.iter().filter_map(Event::fragment).collect();
+        assert_eq!(fragments.len(), 2);
+        assert!(fragments[0].unknown_size && !fragments[1].unknown_size);
+        let tags: Vec<(Vec<(String, String)>, bool)> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Tags {
+                    tags,
+                    end_of_fragment,
+                    ..
+                } => Some((
+                    tags.iter()
+                        .map(|t| (t.name.clone(), t.value.clone()))
+                        .collect(),
+                    *end_of_fragment,
+                )),
+                _ => None,
+            })
+            .collect();
+        let pair = |n: &str, v: &str| vec![(n.to_owned(), v.to_owned())];
+        assert_eq!(
+            tags,
+            [
+                (pair("camera", "north gate"), false),
+                (pair("firmware", "2.1"), false),
+                (pair(END_OF_FRAGMENT, ""), true),
+            ]
+        );
     }
 
     #[test]
