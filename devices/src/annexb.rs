@@ -377,8 +377,13 @@ mod tests {
 
     #[test]
     fn h264_access_units_become_frames_under_an_avcc_the_parser_reads() {
-        let avcc = &crate::simulate::AVCC;
-        let sps = &avcc[8..8 + 29];
+        // A camera's avcC (after the seed's fuzz selector byte): its one SPS is 29 bytes.
+        let avcc = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../testdata/codec/producer-c-1.6.4-avcc"
+        ))
+        .unwrap();
+        let sps = &avcc[1 + 8..1 + 8 + 29];
         let data = h264_stream(sps);
         for chunk in [1, 7, 4096] {
             let out = run(Codec::H264, &data, chunk);

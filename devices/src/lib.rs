@@ -21,6 +21,8 @@ pub use client::{
     PutMediaBody, PutMediaOptions, ReceivedAck,
 };
 pub use refragment::{OutFragment, RefragmentError, Refragmenter, cluster_span_ms};
-pub use simulate::{AVCC, Report, Simulation, percentile, simulate};
+pub use simulate::{Live, Report, Simulation, SimulationError, percentile, simulate};
 pub use spool::{Spool, Stored};
-pub use uploader::{UploadConfig, UploadError, UploadStats, Uploader};
+pub use uploader::{
+    OnPersisted, PersistedFragment, UploadConfig, UploadError, UploadStats, Uploader,
+};

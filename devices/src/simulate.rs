@@ -1,45 +1,60 @@
-//! `kinescope simulate`: N synthetic cameras uploading at once, for load tests (DESIGN.md
-//! convention 11). Each device makes its stream (if needed), then sends one known-size Cluster
-//! per fragment duration, its frames paced in real time, and measures the time from the last
-//! byte of each fragment to its PERSISTED ACK. Optionally each stream has live viewers: GetMedia
-//! readers (StartSelector NOW, spec §4) opened before the upload starts, which parse what they
-//! receive and measure, per fragment, the time from its PERSISTED ACK at the device to its
-//! Cluster arriving at the viewer, and whether every fragment arrived exactly once. HLS viewers
-//! ([`crate::hls`]) are spread over the streams and start after their stream's first PERSISTED
-//! ACK; for them the simulator reports, per fragment, the time from its PERSISTED ACK at the
-//! device to its first listing in a LIVE media playlist, the playlist and segment request
-//! latencies, and the fragments a viewer never fetched.
+//! `kinescope simulate`: N cameras uploading real, decodable H.264 at once, for load tests
+//! (DESIGN.md convention 11; issue 14). Each device uploads through the resilient
+//! [`Uploader`], as `kinescope put` does: it makes its stream if needed, then hands the uploader
+//! one fragment per `--fragment-ms` as a camera would (when the fragment's last frame is
+//! captured), and the uploader reconnects, re-sends and de-duplicates as it would for a real
+//! camera. The simulator counts what it sees: fragments PERSISTED, the time from a fragment's
+//! last byte sent to its PERSISTED ACK, fragments dropped because the device's buffer was full,
+//! reconnections and failures by cause.
 //!
-//! The frames are not decodable video, but they are shaped as H.264 (length-prefixed NAL units,
-//! an IDR slice first in each fragment) under a real avcC, so that the server remuxes them for
-//! HLS and DASH as it would a camera's.
+//! The video is a key-frame group of real H.264 embedded in the binary (`assets/`, see its
+//! README: 640×360, one IDR picture then P pictures, no B-frames). Every fragment is the GOP's
+//! first frames, re-timestamped, so any fragment decodes on its own and what the devices upload
+//! plays back through GetMedia, HLS, DASH and GetClip. Each frame is padded to the requested
+//! bitrate with a filler-data NAL unit (H.264 §7.3.2.7, type 12), which decoders skip. The
+//! padded frames are built once and shared by all devices (`Bytes`), so a device costs little
+//! more than its socket.
+//!
+//! Optionally each stream has live viewers: GetMedia readers (StartSelector NOW, spec §4)
+//! opened before the upload starts, which parse what they receive and measure, per fragment,
+//! the time from its PERSISTED ACK at the device to its Cluster arriving at the viewer, and
+//! whether every fragment arrived exactly once. HLS viewers ([`crate::hls`]) are spread over the
+//! streams and start after their stream's first PERSISTED ACK; for them the simulator reports,
+//! per fragment, the time from its PERSISTED ACK at the device to its first listing in a LIVE
+//! media playlist, the playlist and segment request latencies, and the fragments a viewer never
+//! fetched.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex as SyncMutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use kinescope_api::ack::AckEvent;
+use bytes::{BufMut, Bytes, BytesMut};
+use kinescope_api::sigv4::Signer;
 use kinescope_api::{FragmentNumber, StreamName, Timestamp};
-use kinescope_media::mkv::{Event, Frame, Limits, MkvReader, ProducerWriter, Track, TrackType};
-use tokio::sync::{Mutex, watch};
+use kinescope_media::mkv::{Event, Frame, Limits, MkvReader, ProducerWriter, Track};
+use tokio::sync::{Mutex, mpsc, watch};
 
 use crate::hls::{Reload, ViewerLog, view_hls};
-use crate::{DeviceError, Endpoint, MediaStream, PutMedia, PutMediaOptions, ReceivedAck};
+use crate::{
+    AnnexB, Codec, DeviceError, Elementary, Endpoint, MediaStream, OutFragment, PersistedFragment,
+    UploadConfig, UploadStats, Uploader,
+};
 
-/// The avcC of a real camera (`testdata/codec/producer-c-1.6.4-avcc` without its fuzz selector
-/// byte): High profile, level 3.0, 4-byte NAL lengths, one SPS, one PPS.
-pub const AVCC: [u8; 45] = [
-    0x01, 0x64, 0x00, 0x1e, 0xff, 0xe1, 0x00, 0x1d, 0x67, 0x64, 0x00, 0x1e, 0xac, 0xb2, 0x01, 0x40,
-    0x7b, 0x60, 0x2d, 0x41, 0x80, 0x41, 0x50, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x03,
-    0x28, 0xf1, 0x62, 0xe4, 0x80, 0x01, 0x00, 0x05, 0x68, 0xeb, 0xcc, 0xb2, 0x2c,
-];
+/// The key-frame group every device sends (H.264 Annex B; `assets/README.md` says how it was
+/// made).
+const GOP_H264: &[u8] = include_bytes!("../assets/gop-640x360-25fps.h264");
 
 /// How long viewers wait for the last fragments after their device's upload ends.
 const VIEWER_GRACE: Duration = Duration::from_secs(3);
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Simulation {
+    /// The server's control-plane endpoint (`http(s)://host:port`).
+    pub endpoint: String,
+    pub ca: Option<PathBuf>,
+    pub signer: Signer,
     pub streams: usize,
     /// Stream names are `{prefix}-{index}`.
     pub prefix: String,
@@ -47,6 +62,11 @@ pub struct Simulation {
     pub fragment: Duration,
     pub fps: u32,
     pub duration: Duration,
+    /// Fragments a device holds while its upload cannot keep up (reconnecting, or the server
+    /// slow to ACK); beyond it new fragments are dropped and counted, as a camera must.
+    pub buffer: Duration,
+    /// A device gives up after this long without a fragment PERSISTED.
+    pub give_up_after: Duration,
     /// Live GetMedia viewers per stream.
     pub viewers: usize,
     /// LIVE HLS viewers in all, spread over the streams (viewer `v` plays stream `v % streams`).
@@ -54,10 +74,35 @@ pub struct Simulation {
     pub hls_reload: Reload,
 }
 
+impl std::fmt::Debug for Simulation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Simulation")
+            .field("endpoint", &self.endpoint)
+            .field("streams", &self.streams)
+            .field("bitrate_bps", &self.bitrate_bps)
+            .field("fragment", &self.fragment)
+            .field("duration", &self.duration)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What the devices saw.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
+    /// Fragments the devices made (one per fragment duration each).
+    pub fragments_made: usize,
     pub fragments_persisted: usize,
+    /// Fragments a device dropped because its buffer was full.
+    pub fragments_dropped: usize,
+    /// Reconnections, fragments sent again after one, and fragments found stored after a lost
+    /// ACK (all devices).
+    pub reconnects: u64,
+    pub resent: u64,
+    pub found_stored: u64,
+    /// Reconnections by cause (see [`UploadStats::retries_by_cause`]).
+    pub retries_by_cause: BTreeMap<String, u64>,
+    /// Devices that failed, by cause (`gave up`, `HTTP 403 …`, `ack 4002`, …).
+    pub failures_by_cause: BTreeMap<String, u64>,
     pub errors: Vec<String>,
     /// Last byte of a fragment sent → its PERSISTED ACK received, sorted.
     pub persist_latencies: Vec<Duration>,
@@ -94,23 +139,61 @@ pub struct Report {
     pub hls_segment_ms: Vec<f64>,
 }
 
+/// Counters that move while the simulation runs, for a progress line.
+#[derive(Debug, Default)]
+pub struct Live {
+    pub persisted: AtomicU64,
+    pub dropped: AtomicU64,
+    pub reconnects: AtomicU64,
+    pub failed: AtomicU64,
+}
+
 /// The value at quantile `p` of sorted `v`.
 pub fn percentile<T: Copy>(v: &[T], p: f64) -> Option<T> {
     (!v.is_empty()).then(|| v[((v.len() as f64 * p) as usize).min(v.len() - 1)])
 }
 
-/// Runs the simulation; `now` is the wall clock (the signing time).
-pub async fn simulate(endpoint: Endpoint, sim: Simulation, now: fn() -> Timestamp) -> Report {
+#[derive(Debug, thiserror::Error)]
+pub enum SimulationError {
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    #[error(
+        "{wanted} frames per fragment asked, but the embedded key-frame group has {have}: lower --fragment-ms or --fps"
+    )]
+    FragmentTooLong { wanted: usize, have: usize },
+}
+
+/// Runs the simulation; `now` is the wall clock (the signing time and the producer
+/// timestamps). `live` is updated as it goes.
+pub async fn simulate(
+    sim: Simulation,
+    now: fn() -> Timestamp,
+    live: Arc<Live>,
+) -> Result<Report, SimulationError> {
+    let endpoint = Endpoint::new(&sim.endpoint, sim.ca.as_deref(), sim.signer.clone())?;
+    let gop = Gop::embedded();
+    let per_fragment =
+        ((sim.fragment.as_millis() as u64 * u64::from(sim.fps)) / 1000).max(1) as usize;
+    if per_fragment > gop.frames.len() {
+        return Err(SimulationError::FragmentTooLong {
+            wanted: per_fragment,
+            have: gop.frames.len(),
+        });
+    }
+    let frame_size = (sim.bitrate_bps / 8 / u64::from(sim.fps.max(1))) as usize;
+    let source = Arc::new(Source {
+        track: gop.track.clone(),
+        frames: gop.padded(per_fragment, frame_size),
+    });
     let report = Arc::new(Mutex::new(Report::default()));
     let mut tasks = Vec::new();
     for i in 0..sim.streams {
         let (endpoint, sim, report) = (endpoint.clone(), sim.clone(), report.clone());
+        let (source, live) = (source.clone(), live.clone());
         tasks.push(tokio::spawn(async move {
             // Spread the starts over one fragment so that fragments do not all end together.
             tokio::time::sleep(sim.fragment.mul_f64(i as f64 / sim.streams.max(1) as f64)).await;
-            if let Err(e) = device(&endpoint, &sim, i, now, &report).await {
-                report.lock().await.errors.push(format!("device {i}: {e}"));
-            }
+            device(&endpoint, &sim, &source, i, now, &report, &live).await;
         }));
     }
     for t in tasks {
@@ -124,37 +207,120 @@ pub async fn simulate(endpoint: Endpoint, sim: Simulation, now: fn() -> Timestam
     report.hls_listing_ms.sort_by(f64::total_cmp);
     report.hls_playlist_ms.sort_by(f64::total_cmp);
     report.hls_segment_ms.sort_by(f64::total_cmp);
-    report
+    Ok(report)
 }
 
+/// A key-frame group in decoding order: its track and frames (the first an IDR picture),
+/// each as length-prefixed NAL units.
+#[derive(Debug, Clone)]
+struct Gop {
+    track: Track,
+    frames: Vec<Bytes>,
+}
+
+impl Gop {
+    fn embedded() -> Self {
+        let mut es = AnnexB::new(Codec::H264, 25.0);
+        es.push(GOP_H264);
+        es.finish();
+        let (mut track, mut frames) = (None, Vec::new());
+        while let Some(out) = es.poll() {
+            match out.expect("the embedded key-frame group parses") {
+                Elementary::Track(t) => track = Some(t),
+                Elementary::Frame(f) => frames.push(f.data),
+            }
+        }
+        Self {
+            track: track.expect("the embedded key-frame group has parameter sets"),
+            frames,
+        }
+    }
+
+    /// The first `n` frames, each padded to at least `size` bytes.
+    fn padded(&self, n: usize, size: usize) -> Vec<Bytes> {
+        self.frames[..n].iter().map(|f| pad(f, size)).collect()
+    }
+}
+
+/// `frame` (length-prefixed NAL units, 4-byte lengths) with a filler-data NAL unit after its
+/// picture that brings it to `size` bytes, when that leaves room for one (6 bytes at least).
+fn pad(frame: &Bytes, size: usize) -> Bytes {
+    let Some(filler) = size.checked_sub(frame.len()).filter(|n| *n >= 6) else {
+        return frame.clone();
+    };
+    let mut out = BytesMut::with_capacity(size);
+    out.put_slice(frame);
+    out.put_u32((filler - 4) as u32);
+    out.put_u8(12); // nal_ref_idc 0, nal_unit_type 12: filler data
+    out.put_bytes(0xff, filler - 6); // ff_byte …
+    out.put_u8(0x80); // … rbsp_trailing_bits
+    Bytes::from(out)
+}
+
+/// What every device sends: the track and one fragment's frames, padded.
+#[derive(Debug)]
+struct Source {
+    track: Track,
+    frames: Vec<Bytes>,
+}
+
+/// One device: reports what it saw into `report`.
 async fn device(
     endpoint: &Endpoint,
     sim: &Simulation,
+    source: &Source,
     index: usize,
     now: fn() -> Timestamp,
     report: &Mutex<Report>,
-) -> Result<(), DeviceError> {
-    let stream = StreamName::parse(&format!("{}-{index}", sim.prefix))
-        .map_err(|e| DeviceError::Protocol(e.message))?;
-    let body = format!(r#"{{"StreamName":"{stream}","DataRetentionInHours":1}}"#);
-    match endpoint.call("/createStream", &body, now()).await {
-        Ok(_) => {}
-        Err(DeviceError::Status { status: 400, body }) if body.contains("already exists") => {}
-        Err(e) => return Err(e),
-    }
-    let track = Track {
-        number: 1,
-        uid: 1,
-        track_type: TrackType::Video,
-        codec_id: "V_MPEG4/ISO/AVC".into(),
-        width: Some(1280),
-        height: Some(720),
-        codec_private: Bytes::from_static(&AVCC),
-        ..Track::default()
+    live: &Arc<Live>,
+) {
+    let name = format!("{}-{index}", sim.prefix);
+    let Ok(stream) = StreamName::parse(&name) else {
+        let mut r = report.lock().await;
+        r.errors
+            .push(format!("device {index}: '{name}' is not a stream name"));
+        *r.failures_by_cause.entry("stream name".into()).or_default() += 1;
+        return;
+    };
+    let persisted = Arc::new(SyncMutex::new(Vec::<PersistedFragment>::new()));
+    let (first_persisted, persisted_once) = watch::channel(false);
+    let config = UploadConfig {
+        endpoint: sim.endpoint.clone(),
+        ca: sim.ca.clone(),
+        signer: sim.signer.clone(),
+        stream: stream.clone(),
+        create: true,
+        // Fragments are counted against the channel below, not by bytes: they share the frames.
+        buffer_bytes: u64::MAX,
+        give_up_after: sim.give_up_after,
+        now: Arc::new(now),
+        on_persisted: Some({
+            let (persisted, live) = (persisted.clone(), live.clone());
+            Arc::new(move |f: &PersistedFragment| {
+                persisted.lock().expect("not poisoned").push(f.clone());
+                live.persisted.fetch_add(1, Ordering::Relaxed);
+                first_persisted.send_replace(true);
+            })
+        }),
+    };
+    let failed = |cause: String, message: String| async move {
+        live.failed.fetch_add(1, Ordering::Relaxed);
+        let mut r = report.lock().await;
+        r.errors.push(format!("device {index}: {message}"));
+        *r.failures_by_cause.entry(cause).or_default() += 1;
+    };
+    let uploader = match Uploader::open(config).await {
+        Ok(u) => u,
+        Err(e) => return failed(e.cause(), e.to_string()).await,
     };
     let (stop, stopped) = watch::channel(false);
-    let viewers = start_viewers(endpoint, &stream, sim.viewers, now, &stopped).await?;
-    let (first_persisted, persisted_once) = watch::channel(false);
+    let viewers = match start_viewers(endpoint, &stream, sim.viewers, now, &stopped).await {
+        Ok(v) => v,
+        Err(e) => {
+            let e = crate::uploader::UploadError::from(e);
+            return failed(e.cause(), format!("GetMedia viewer: {e}")).await;
+        }
+    };
     let hls: Vec<_> = (0..hls_viewers_of(sim, index))
         .map(|_| {
             let (endpoint, stream, reload) = (endpoint.clone(), stream.clone(), sim.hls_reload);
@@ -167,67 +333,40 @@ async fn device(
             })
         })
         .collect();
-    let writer = ProducerWriter::new(vec![track], 1_000_000);
-    let frame_bytes = (sim.bitrate_bps / 8 / u64::from(sim.fps)) as usize;
-    let (key_frame, frame) = (
-        h264_frame(frame_bytes, true),
-        h264_frame(frame_bytes, false),
-    );
-    let frame_ms = 1000 / i64::from(sim.fps);
-    let frames_per_fragment = (sim.fragment.as_millis() as i64 / frame_ms).max(1);
 
-    let mut persisted = Persisted {
-        first: first_persisted,
-        ..Persisted::default()
-    };
-    let mut upload = PutMedia::start(
-        endpoint,
-        &PutMediaOptions {
-            stream,
-            absolute: false,
-            start: now(),
-        },
-        now(),
-    )
-    .await?;
-    upload.send(&writer.header()).await?;
+    let buffered = (sim.buffer.as_millis() / sim.fragment.as_millis().max(1)).max(1) as usize;
+    let (input, fragments) = mpsc::channel(buffered);
+    let (stats_tx, stats) = watch::channel(UploadStats::default());
     let started = Instant::now();
-    let mut sent_at: Vec<(u64, Instant)> = Vec::new();
-    let mut fragment = 0i64;
-    while started.elapsed() < sim.duration {
-        let first = fragment * frames_per_fragment * frame_ms;
-        let frames: Vec<Frame> = (0..frames_per_fragment)
-            .map(|k| Frame {
-                track: 1,
-                timecode: first + k * frame_ms,
-                key: k == 0,
-                data: if k == 0 { &key_frame } else { &frame }.clone(),
-            })
-            .collect();
-        let parts = writer.cluster(&frames);
-        // Cluster header, Timecode, then each block (head + payload) at its frame time.
-        upload.send_parts(&[&parts[0], &parts[1]]).await?;
-        let blocks = parts[2..].chunks(2);
-        let last = blocks.len() - 1;
-        for (k, pair) in blocks.enumerate() {
-            let due = started + Duration::from_millis((first + k as i64 * frame_ms) as u64);
-            tokio::time::sleep_until(due.into()).await;
-            upload.send_parts(&[&pair[0], &pair[1]]).await?;
-            if k == last {
-                // Its last byte is out: noted before its PERSISTED ACK can be taken.
-                sent_at.push((first as u64, Instant::now()));
-            }
-            drain(&mut upload, &mut sent_at, &mut persisted, report).await?;
-        }
-        fragment += 1;
-    }
-    for ack in upload.finish().await? {
-        record(ack, &mut sent_at, &mut persisted, report).await;
-    }
+    let upload = tokio::spawn(async move { uploader.run(fragments, stats_tx).await });
+    let (made, dropped) = camera(sim, source, now, input, &stats, live).await;
+    let outcome = upload.await;
+    let stats = stats.borrow().clone();
+
     if !viewers.is_empty() || !hls.is_empty() {
         tokio::time::sleep(VIEWER_GRACE).await;
     }
     let _ = stop.send(true);
+    let persisted = std::mem::take(&mut *persisted.lock().expect("not poisoned"));
+    {
+        let mut r = report.lock().await;
+        r.fragments_made += made;
+        r.fragments_dropped += dropped;
+        r.fragments_persisted += persisted.len();
+        r.reconnects += stats.reconnects;
+        r.resent += stats.resent;
+        r.found_stored += stats.found_stored;
+        for (cause, n) in &stats.retries_by_cause {
+            *r.retries_by_cause.entry(cause.clone()).or_default() += n;
+        }
+        r.persist_latencies
+            .extend(persisted.iter().filter_map(|p| p.latency));
+    }
+    match outcome {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => failed(e.cause(), e.to_string()).await,
+        Err(e) => failed("panic".into(), e.to_string()).await,
+    }
     if !viewers.is_empty() {
         let mut seen = Vec::with_capacity(viewers.len());
         for viewer in viewers {
@@ -236,11 +375,15 @@ async fn device(
                 Err(e) => Err(DeviceError::Protocol(e.to_string())),
             });
         }
+        let by_timecode = persisted
+            .iter()
+            .map(|p| (p.producer_ms as u64, p.at))
+            .collect();
         tally_viewers(
             seen,
             index,
             started,
-            &persisted.by_timecode,
+            &by_timecode,
             &mut *report.lock().await,
         );
     }
@@ -252,26 +395,78 @@ async fn device(
                 Err(e) => Err(DeviceError::Protocol(e.to_string())),
             });
         }
-        tally_hls(logs, index, &persisted.by_number, &mut *report.lock().await);
+        let by_number = persisted
+            .iter()
+            .filter_map(|p| Some((p.number.as_ref()?.as_str().to_owned(), p.at)))
+            .collect();
+        tally_hls(logs, index, &by_number, &mut *report.lock().await);
     }
-    Ok(())
+}
+
+/// The camera: one fragment every fragment duration, handed to the uploader when its last
+/// frame is captured, with wall-clock producer timestamps. A fragment the uploader's queue has
+/// no room for is dropped, as a camera without storage must. Returns (made, dropped).
+async fn camera(
+    sim: &Simulation,
+    source: &Source,
+    now: fn() -> Timestamp,
+    input: mpsc::Sender<OutFragment>,
+    stats: &watch::Receiver<UploadStats>,
+    live: &Live,
+) -> (usize, usize) {
+    let writer = ProducerWriter::new(vec![source.track.clone()], 1_000_000);
+    let header = writer.header();
+    let frame_ms = 1000 / i64::from(sim.fps.max(1));
+    let n = source.frames.len() as i64;
+    let fragment_ms = n * frame_ms;
+    let (start_ms, started) = (now().as_millis(), Instant::now());
+    let (mut made, mut dropped, mut reconnects) = (0, 0, 0);
+    for k in 0.. {
+        let offset = k * fragment_ms;
+        if Duration::from_millis(offset as u64) >= sim.duration {
+            break;
+        }
+        let last_frame = Duration::from_millis((offset + (n - 1) * frame_ms) as u64);
+        tokio::time::sleep_until((started + last_frame).into()).await;
+        let first = start_ms + offset;
+        let frames: Vec<Frame> = (0..n)
+            .map(|j| Frame {
+                track: source.track.number,
+                timecode: first + j * frame_ms,
+                key: j == 0,
+                data: source.frames[j as usize].clone(),
+            })
+            .collect();
+        made += 1;
+        let fragment = OutFragment {
+            header: header.clone(),
+            timecode: first as u64,
+            producer_ms: first,
+            duration_ms: fragment_ms as u64,
+            parts: writer.cluster(&frames),
+            frames: frames.len(),
+        };
+        match input.try_send(fragment) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                dropped += 1;
+                live.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            // The upload failed: it says why.
+            Err(mpsc::error::TrySendError::Closed(_)) => break,
+        }
+        let now_reconnects = stats.borrow().reconnects;
+        live.reconnects
+            .fetch_add(now_reconnects - reconnects, Ordering::Relaxed);
+        reconnects = now_reconnects;
+    }
+    (made, dropped)
 }
 
 /// How many of the HLS viewers play stream `index`.
 fn hls_viewers_of(sim: &Simulation, index: usize) -> usize {
     let streams = sim.streams.max(1);
     sim.hls_viewers / streams + usize::from(index < sim.hls_viewers % streams)
-}
-
-/// A frame of `size` bytes (at least 5) shaped as one H.264 NAL unit with a 4-byte length (the
-/// avcC's): an IDR slice for a key frame, else a non-IDR slice; the rest is filler.
-fn h264_frame(size: usize, key: bool) -> Bytes {
-    let size = size.max(5);
-    let mut frame = vec![0x42u8; size];
-    let nal_len = u32::try_from(size - 4).unwrap_or(u32::MAX);
-    frame[..4].copy_from_slice(&nal_len.to_be_bytes());
-    frame[4] = if key { 0x65 } else { 0x41 };
-    Bytes::from(frame)
 }
 
 /// Adds what the HLS viewers of one device saw to the report: latency from each fragment's
@@ -418,99 +613,74 @@ async fn view(
     }
 }
 
-/// Takes the ACKs that have arrived, without waiting.
-async fn drain(
-    upload: &mut PutMedia,
-    sent_at: &mut Vec<(u64, Instant)>,
-    persisted: &mut Persisted,
-    report: &Mutex<Report>,
-) -> Result<(), DeviceError> {
-    while let Ok(Some(ack)) = tokio::time::timeout(Duration::ZERO, upload.next_ack()).await {
-        record(ack?, sent_at, persisted, report).await;
-    }
-    Ok(())
-}
-
-/// When a device's fragments were ACKed PERSISTED, by cluster timecode and by fragment number;
-/// `first` turns true at the first.
-#[derive(Debug, Default)]
-struct Persisted {
-    by_timecode: HashMap<u64, Instant>,
-    by_number: HashMap<String, Instant>,
-    first: watch::Sender<bool>,
-}
-
-/// Notes a PERSISTED ACK (when, and how long after the fragment's last byte) or an ERROR.
-async fn record(
-    (ack, at): ReceivedAck,
-    sent_at: &mut Vec<(u64, Instant)>,
-    persisted: &mut Persisted,
-    report: &Mutex<Report>,
-) {
-    match (ack.event, &ack.fragment) {
-        (AckEvent::Persisted, Some((tc, number))) => {
-            persisted.by_timecode.insert(*tc, at);
-            persisted.by_number.insert(number.as_str().to_owned(), at);
-            persisted.first.send_replace(true);
-            let mut r = report.lock().await;
-            r.fragments_persisted += 1;
-            if let Some(i) = sent_at.iter().position(|(t, _)| t == tc) {
-                let (_, sent) = sent_at.swap_remove(i);
-                r.persist_latencies.push(at.saturating_duration_since(sent));
-            } else {
-                r.errors.push(format!(
-                    "PERSISTED for fragment {tc} before its last byte was sent"
-                ));
-            }
-        }
-        (AckEvent::Error, _) => report
-            .lock()
-            .await
-            .errors
-            .push(format!("ERROR ACK: {}", ack.to_line().trim())),
-        _ => {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn the_avcc_is_the_cameras_and_parses() {
-        let file = std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../testdata/codec/producer-c-1.6.4-avcc"
-        ))
-        .unwrap();
-        assert_eq!(
-            &file[1..],
-            &AVCC[..],
-            "the file has a fuzz selector byte first"
+    fn the_embedded_gop_is_one_idr_picture_then_p_pictures() {
+        let gop = Gop::embedded();
+        assert_eq!(gop.track.codec_id, "V_MPEG4/ISO/AVC");
+        assert_eq!((gop.track.width, gop.track.height), (Some(640), Some(360)));
+        assert_eq!(gop.frames.len(), 250, "10 s at 25 fps");
+        let slice_types: Vec<u8> = gop
+            .frames
+            .iter()
+            .map(|f| {
+                nal_types(f)
+                    .into_iter()
+                    .find(|t| *t == 1 || *t == 5)
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(slice_types[0], 5, "an IDR slice first");
+        assert!(
+            slice_types[1..].iter().all(|t| *t == 1),
+            "then non-IDR slices"
         );
-        let avcc = kinescope_media::codec::AvcDecoderConfig::parse(&AVCC).unwrap();
-        assert!(avcc.first_sps().is_ok());
     }
 
     #[test]
-    fn frames_are_one_length_prefixed_nal_unit() {
-        let key = h264_frame(10_000, true);
-        assert_eq!(key.len(), 10_000);
-        assert_eq!(u32::from_be_bytes(key[..4].try_into().unwrap()), 9_996);
-        assert_eq!(key[4] & 0x1f, 5, "IDR slice");
-        assert_eq!(h264_frame(10_000, false)[4] & 0x1f, 1, "non-IDR slice");
-        assert_eq!(h264_frame(0, false).len(), 5);
+    fn padding_appends_one_filler_nal_unit_to_the_size() {
+        let gop = Gop::embedded();
+        let frame = &gop.frames[1];
+        let padded = pad(frame, 10_000);
+        assert_eq!(padded.len(), 10_000);
+        assert_eq!(&padded[..frame.len()], &frame[..]);
+        assert_eq!(*nal_types(&padded).last().unwrap(), 12);
+        assert_eq!(padded[padded.len() - 1], 0x80, "rbsp trailing bits");
+        // No room for a filler NAL unit (6 bytes at least): unchanged.
+        assert_eq!(pad(frame, frame.len() + 5), *frame);
+        assert_eq!(pad(frame, frame.len() + 6).len(), frame.len() + 6);
+        assert_eq!(pad(frame, 10), *frame);
+    }
+
+    /// The NAL unit types of a frame of 4-byte-length-prefixed NAL units.
+    fn nal_types(frame: &[u8]) -> Vec<u8> {
+        kinescope_media::codec::nal::length_prefixed_nal_units(frame, 4)
+            .unwrap()
+            .map(|n| n.unwrap()[0] & 0x1f)
+            .collect()
     }
 
     #[test]
     fn hls_viewers_are_spread_over_the_streams() {
         let sim = Simulation {
+            endpoint: "http://127.0.0.1:1".into(),
+            ca: None,
+            signer: Signer {
+                access_key: "AK".into(),
+                secret: "SK".into(),
+                region: "us-west-2".into(),
+            },
             streams: 3,
             prefix: "s".into(),
             bitrate_bps: 1,
             fragment: Duration::from_secs(1),
             fps: 1,
             duration: Duration::from_secs(1),
+            buffer: Duration::from_secs(1),
+            give_up_after: Duration::from_secs(1),
             viewers: 0,
             hls_viewers: 7,
             hls_reload: Reload::Poll,

@@ -14,7 +14,7 @@
 //!   upload at once with the server's message.
 //! - Memory is bounded: beyond `buffer_bytes` of fragments not yet PERSISTED, the input waits.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kinescope_api::ack::{AckError, AckEvent};
 use kinescope_api::sigv4::Signer;
-use kinescope_api::{StreamName, Timestamp};
+use kinescope_api::{FragmentNumber, StreamName, Timestamp};
 use tokio::sync::{mpsc, watch};
 
 use crate::client::{DeviceError, Endpoint, PutMedia, PutMediaBody, PutMediaOptions};
@@ -47,9 +47,25 @@ pub struct UploadConfig {
     /// Give up after this long without a fragment PERSISTED while reconnecting.
     pub give_up_after: Duration,
     pub now: Arc<dyn Fn() -> Timestamp + Send + Sync>,
-    /// Called with the producer timestamp of each fragment once it is PERSISTED (or found
-    /// stored): the disk buffer deletes its copy.
-    pub on_persisted: Option<Arc<dyn Fn(i64) + Send + Sync>>,
+    /// Called for each fragment once it is PERSISTED (or found stored): the disk buffer deletes
+    /// its copy, the simulator measures.
+    pub on_persisted: Option<OnPersisted>,
+}
+
+/// See [`UploadConfig::on_persisted`].
+pub type OnPersisted = Arc<dyn Fn(&PersistedFragment) + Send + Sync>;
+
+/// A fragment the archive holds, as [`UploadConfig::on_persisted`] learns of it.
+#[derive(Debug, Clone)]
+pub struct PersistedFragment {
+    /// Its producer timestamp in milliseconds (its Cluster's Timecode).
+    pub producer_ms: i64,
+    /// The fragment number its PERSISTED ACK gave; `None` when it was found stored instead.
+    pub number: Option<FragmentNumber>,
+    /// When its PERSISTED ACK arrived (or it was found stored).
+    pub at: Instant,
+    /// From its last byte sent to its PERSISTED ACK; `None` when it was found stored.
+    pub latency: Option<Duration>,
 }
 
 impl std::fmt::Debug for UploadConfig {
@@ -81,25 +97,42 @@ pub struct UploadStats {
     pub pending: usize,
     /// The error behind the latest reconnection.
     pub last_error: Option<String>,
+    /// Reconnections by what caused them: an ERROR ACK's id (`ack 5000`), an HTTP status and
+    /// error type (`HTTP 503 ServiceUnavailableException`), `connection`, `tls`, `protocol`,
+    /// `ack timeout` or `response ended`.
+    pub retries_by_cause: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
-    /// The server refused in a way retrying cannot fix.
-    #[error("{0}")]
-    Refused(String),
+    /// The server refused in a way retrying cannot fix; `cause` as in
+    /// [`UploadStats::retries_by_cause`].
+    #[error("{message}")]
+    Refused { cause: String, message: String },
     #[error("gave up: nothing PERSISTED for {0:?}; last error: {1}")]
     GaveUp(Duration, String),
     #[error(transparent)]
     Device(#[from] DeviceError),
 }
 
+impl UploadError {
+    /// What went wrong, in a word or two, for counting: as [`UploadStats::retries_by_cause`],
+    /// or `gave up`.
+    pub fn cause(&self) -> String {
+        match self {
+            Self::Refused { cause, .. } => cause.clone(),
+            Self::GaveUp(..) => "gave up".to_owned(),
+            Self::Device(e) => cause_of(e),
+        }
+    }
+}
+
 /// Why a connection ended.
 enum Ended {
     /// Everything read was PERSISTED and the input is closed.
     Done,
-    /// Reconnect and carry on.
-    Retry(String),
+    /// Reconnect and carry on: the cause (for counting) and the message.
+    Retry(String, String),
     Fatal(UploadError),
 }
 
@@ -227,9 +260,12 @@ impl Uploader {
             }
             match ended {
                 Ended::Done => return Ok(stats.borrow().clone()),
-                Ended::Retry(why) => {
+                Ended::Retry(cause, why) => {
                     tracing::warn!(error = %why, pending = pending.len(), "upload interrupted; reconnecting");
-                    stats.send_modify(|s| s.last_error = Some(why));
+                    stats.send_modify(|s| {
+                        s.last_error = Some(why);
+                        *s.retries_by_cause.entry(cause).or_default() += 1;
+                    });
                     failures += 1;
                 }
                 Ended::Fatal(e) => return Err(e),
@@ -288,7 +324,7 @@ impl Uploader {
                 ack = acks.recv() => {
                     let (ack, at) = match ack {
                         None if pending.is_empty() && !*input_open => return Ended::Done,
-                        None => return Ended::Retry(format!(
+                        None => return Ended::Retry("response ended".into(), format!(
                             "the server ended the response with {} fragments not PERSISTED",
                             pending.len()
                         )),
@@ -297,25 +333,31 @@ impl Uploader {
                     };
                     match ack.event {
                         AckEvent::Persisted => {
-                            let Some((timecode, _)) = ack.fragment else { continue };
+                            let Some((timecode, number)) = ack.fragment else { continue };
                             if let Some(i) = pending.iter().position(|p| {
                                 p.sent_at.is_some() && p.fragment.timecode == timecode
                             }) {
                                 let p = pending.remove(i).expect("found");
+                                let latency = p.sent_at.map(|t| at.saturating_duration_since(t));
                                 if let Some(hook) = &self.config.on_persisted {
-                                    hook(p.fragment.producer_ms);
+                                    hook(&PersistedFragment {
+                                        producer_ms: p.fragment.producer_ms,
+                                        number: Some(number),
+                                        at,
+                                        latency,
+                                    });
                                 }
                                 stats.send_modify(|s| {
                                     s.persisted += 1;
                                     s.bytes_persisted += p.fragment.size();
-                                    s.last_ack_latency =
-                                        p.sent_at.map(|t| at.saturating_duration_since(t));
+                                    s.last_ack_latency = latency;
                                     s.pending = pending.len();
                                 });
                             }
                         }
                         AckEvent::Error => {
                             let error = ack.error;
+                            let cause = error.map_or_else(|| "ack error".to_owned(), |e| format!("ack {}", e.id()));
                             let what = match (error, ack.fragment) {
                                 (Some(e), Some((tc, _))) => {
                                     format!("ERROR {} {} for the fragment at timecode {tc}", e.id(), e.code())
@@ -329,10 +371,11 @@ impl Uploader {
                                     | AckError::ArchivalError
                                     | AckError::StreamReadError
                                     | AckError::MaxConnectionDurationReached,
-                                ) => Ended::Retry(what),
-                                _ => Ended::Fatal(UploadError::Refused(format!(
-                                    "the server refused the upload: {what}"
-                                ))),
+                                ) => Ended::Retry(cause, what),
+                                _ => Ended::Fatal(UploadError::Refused {
+                                    cause,
+                                    message: format!("the server refused the upload: {what}"),
+                                }),
                             };
                         }
                         AckEvent::Buffering | AckEvent::Received | AckEvent::Idle => {}
@@ -354,7 +397,10 @@ impl Uploader {
                     }
                 }
                 () = sleep_until(ack_deadline) => {
-                    return Ended::Retry(format!("no PERSISTED ACK within {ACK_TIMEOUT:?}"));
+                    return Ended::Retry(
+                        "ack timeout".into(),
+                        format!("no PERSISTED ACK within {ACK_TIMEOUT:?}"),
+                    );
                 }
             }
         }
@@ -382,7 +428,12 @@ impl Uploader {
                 pending.retain(|p| {
                     let found = p.ever_sent && stored.contains(&p.fragment.producer_ms);
                     if found && let Some(hook) = &self.config.on_persisted {
-                        hook(p.fragment.producer_ms);
+                        hook(&PersistedFragment {
+                            producer_ms: p.fragment.producer_ms,
+                            number: None,
+                            at: Instant::now(),
+                            latency: None,
+                        });
                     }
                     !found
                 });
@@ -468,7 +519,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 /// A connection-level failure: retried unless the server said something retrying cannot fix.
 fn failed(e: DeviceError) -> Ended {
     if retryable(&e) {
-        Ended::Retry(e.to_string())
+        Ended::Retry(cause_of(&e), e.to_string())
     } else {
         Ended::Fatal(refused(e))
     }
@@ -485,11 +536,31 @@ fn retryable(e: &DeviceError) -> bool {
 
 fn refused(e: DeviceError) -> UploadError {
     match e {
-        DeviceError::Status { status, body } => UploadError::Refused(format!(
-            "the server refused (HTTP {status}): {}",
-            body.trim()
-        )),
+        DeviceError::Status { status, ref body } => UploadError::Refused {
+            cause: cause_of(&e),
+            message: format!("the server refused (HTTP {status}): {}", body.trim()),
+        },
         e => UploadError::Device(e),
+    }
+}
+
+/// A failure in a word or two, for counting: `HTTP 403 AccessDeniedException` (the KVS error
+/// type from the JSON body when there is one), `connection`, `tls`, `protocol`, `endpoint`.
+fn cause_of(e: &DeviceError) -> String {
+    match e {
+        DeviceError::Status { status, body } => {
+            let kind = serde_json::from_str::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| v["__type"].as_str().map(str::to_owned));
+            match kind {
+                Some(kind) => format!("HTTP {status} {kind}"),
+                None => format!("HTTP {status}"),
+            }
+        }
+        DeviceError::Io(_) => "connection".to_owned(),
+        DeviceError::Tls(_) => "tls".to_owned(),
+        DeviceError::Protocol(_) => "protocol".to_owned(),
+        DeviceError::BadEndpoint(_) => "endpoint".to_owned(),
     }
 }
 

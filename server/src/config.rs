@@ -25,8 +25,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the server: control plane, ingest and playback on one listener.
     Serve(Box<ServeArgs>),
-    /// Run N synthetic cameras uploading to a server (load tests).
-    Simulate(SimulateArgs),
+    /// Run N cameras uploading real H.264 to a server through the resilient uploader (load
+    /// tests).
+    Simulate(Box<SimulateArgs>),
     /// Upload an MKV file, or an MKV stream on stdin, to a stream of any KVS-compatible
     /// server: re-fragmented at key frames, every fragment PERSISTED exactly once, reconnecting
     /// as needed. Exits 0 only when every fragment was PERSISTED.
@@ -94,6 +95,10 @@ pub struct PutArgs {
     /// Frames per second of an elementary stream.
     #[arg(long)]
     pub fps: Option<f64>,
+    /// Metadata every fragment carries (NAME=VALUE, up to 10); GetMedia returns it with each
+    /// fragment.
+    #[arg(long = "tag", value_name = "NAME=VALUE")]
+    pub tags: Vec<String>,
     /// An MKV/WebM file or elementary stream, or - to read it from stdin.
     pub input: PathBuf,
 }
@@ -125,15 +130,27 @@ pub struct SimulateArgs {
     /// Stream names are PREFIX-INDEX.
     #[arg(long, default_value = "sim")]
     pub prefix: String,
-    /// Bits per second per stream.
+    /// Bits per second per stream (frames are padded up to it; the video itself is about
+    /// 250 kbit/s).
     #[arg(long, default_value_t = 2_000_000)]
     pub bitrate: u64,
+    /// One fragment (key-frame group) per this many ms; at most 250 frames.
     #[arg(long, default_value_t = 1000)]
     pub fragment_ms: u64,
     #[arg(long, default_value_t = 25)]
     pub fps: u32,
     #[arg(long, default_value_t = 30)]
     pub duration_secs: u64,
+    /// Seconds of fragments a device holds while its upload cannot keep up; beyond that it
+    /// drops new fragments (counted).
+    #[arg(long, default_value_t = 30)]
+    pub buffer_secs: u64,
+    /// A device gives up after this many seconds without a fragment PERSISTED.
+    #[arg(long, default_value_t = 60)]
+    pub give_up_after: u64,
+    /// Print the report as one JSON object (for benchmarks) instead of lines.
+    #[arg(long)]
+    pub json: bool,
     /// Live GetMedia viewers per stream (StartSelector NOW, opened before the upload starts).
     #[arg(long, default_value_t = 0)]
     pub viewers: usize,

@@ -20,9 +20,10 @@ use kinescope_api::sigv4::Signer;
 use kinescope_api::{StreamName, Timestamp};
 use kinescope_archive::{Clock, SystemClock};
 use kinescope_devices::{
-    AnnexB, Codec, Elementary, OutFragment, Refragmenter, Spool, UploadConfig, UploadStats,
-    Uploader, cluster_span_ms,
+    AnnexB, Codec, Elementary, OnPersisted, OutFragment, PersistedFragment, Refragmenter, Spool,
+    UploadConfig, UploadStats, Uploader, cluster_span_ms,
 };
+use kinescope_media::mkv::MetadataTag;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{InputFormat, PutArgs};
@@ -45,6 +46,7 @@ pub fn put(args: PutArgs) -> ExitCode {
 fn run(args: PutArgs) -> Result<String, String> {
     let stream = StreamName::parse(&args.stream).map_err(|e| format!("--stream: {e}"))?;
     let stdin = args.input.as_os_str() == "-";
+    let metadata = parse_tags(&args.tags)?;
     let format = match (args.format, args.fps) {
         (InputFormat::Mkv, _) => Format::Mkv,
         (_, None) => return Err("--format h264 and h265 need --fps".into()),
@@ -98,11 +100,11 @@ fn run(args: PutArgs) -> Result<String, String> {
         now: Arc::new(now),
         on_persisted: spool.as_ref().map(|(spool, _)| {
             let spool = spool.clone();
-            Arc::new(move |ms| {
-                if let Err(e) = spool.remove(ms) {
+            Arc::new(move |f: &PersistedFragment| {
+                if let Err(e) = spool.remove(f.producer_ms) {
                     tracing::warn!(error = %e, "deleting a PERSISTED fragment from the disk buffer");
                 }
-            }) as Arc<dyn Fn(i64) + Send + Sync>
+            }) as OnPersisted
         }),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -112,12 +114,14 @@ fn run(args: PutArgs) -> Result<String, String> {
         .map_err(|e| e.to_string())?;
     let started = Instant::now();
     let (tx, rx) = mpsc::channel(8);
+    let refragmenter = Refragmenter::new(start, args.fragment_ms).with_metadata(metadata);
+    let realtime = args.realtime.then_some(start);
     // Reading starts at once: with a disk buffer, a live source is recorded while the server
     // is still unreachable.
     let (fed, reader) = match spool {
         None => {
             let reader = std::thread::spawn(move || {
-                read_fragments(input, format, start, args.fragment_ms, args.realtime, |f| {
+                read_fragments(input, format, refragmenter, realtime, |f| {
                     tx.blocking_send(f)
                         .map_err(|_| "the upload stopped".to_owned())
                 })
@@ -134,7 +138,7 @@ fn run(args: PutArgs) -> Result<String, String> {
                 std::thread::spawn(move || feed(&spool, &queue, &tx))
             };
             let reader = std::thread::spawn(move || {
-                read_fragments(input, format, start, args.fragment_ms, args.realtime, |f| {
+                read_fragments(input, format, refragmenter, realtime, |f| {
                     let stored = spool.store(&f).map_err(|e| format!("--buffer-dir: {e}"))?;
                     if stored.dropped > 0 {
                         tracing::warn!(
@@ -193,6 +197,35 @@ fn run(args: PutArgs) -> Result<String, String> {
     ))
 }
 
+/// `--tag NAME=VALUE`s as fragment metadata, within KVS's limits (spec §3.4: at most 10 a
+/// fragment, names up to 128 bytes, values up to 256; names starting `AWS_` are the service's).
+fn parse_tags(tags: &[String]) -> Result<Vec<MetadataTag>, String> {
+    if tags.len() > 10 {
+        return Err(format!("--tag: {} given, at most 10", tags.len()));
+    }
+    tags.iter()
+        .map(|t| {
+            let (name, value) = t
+                .split_once('=')
+                .ok_or_else(|| format!("--tag {t:?}: expected NAME=VALUE"))?;
+            if name.is_empty() || name.len() > 128 || value.len() > 256 {
+                return Err(format!(
+                    "--tag {t:?}: the name must be 1 to 128 bytes and the value at most 256"
+                ));
+            }
+            if name.starts_with("AWS_") {
+                return Err(format!(
+                    "--tag {t:?}: names starting AWS_ are the service's"
+                ));
+            }
+            Ok(MetadataTag {
+                name: name.to_owned(),
+                value: value.to_owned(),
+            })
+        })
+        .collect()
+}
+
 /// What the input is.
 #[derive(Debug, Clone, Copy)]
 enum Format {
@@ -207,17 +240,15 @@ struct InputRead {
     frames: u64,
 }
 
-/// Reads the input to its end through the re-fragmenter, each fragment to `forward`, paced
-/// with `realtime`.
+/// Reads the input to its end through `refragmenter`, each fragment to `forward`; with
+/// `realtime` (the first fragment's producer timestamp), each once its media has played.
 fn read_fragments(
     mut input: Box<dyn Read + Send>,
     format: Format,
-    start: Timestamp,
-    fragment_ms: u64,
-    realtime: bool,
+    mut refragmenter: Refragmenter,
+    realtime: Option<Timestamp>,
     mut forward: impl FnMut(OutFragment) -> Result<(), String>,
 ) -> Result<InputRead, String> {
-    let mut refragmenter = Refragmenter::new(start, fragment_ms);
     let mut elementary = match format {
         Format::Mkv => None,
         Format::Elementary(codec, fps) => Some(AnnexB::new(codec, fps)),
@@ -260,7 +291,7 @@ fn read_fragments(
         }
         while let Some(f) = refragmenter.poll() {
             let f = f.map_err(|e| e.to_string())?;
-            if realtime {
+            if let Some(start) = realtime {
                 // Sent once its media has played: its end, from the start.
                 let due = Duration::from_millis(
                     (f.producer_ms + f.duration_ms as i64 - start.as_millis()).max(0) as u64,
@@ -329,9 +360,8 @@ fn file_duration_ms(
     read_fragments(
         Box::new(file),
         format,
-        Timestamp::from_millis(0),
-        fragment_ms,
-        false,
+        Refragmenter::new(Timestamp::from_millis(0), fragment_ms),
+        None,
         |f| {
             end = end.max(f.producer_ms + f.duration_ms as i64);
             Ok(())

@@ -18,6 +18,7 @@ import av
 import pytest
 
 from conftest import AK, BIN, CRED_ARGS, SK, Server, start
+from mkv_structure import structure
 from test_putmedia import MKV
 
 
@@ -90,6 +91,27 @@ def test_put_uploads_an_ffmpeg_file(server, tmp_path):
     assert r.returncode == 0, r.stderr
     assert summary_fragments(r.stdout) >= 12
     assert packets(get_media(server, stream)) == packets(source.read_bytes())
+
+
+def test_put_tags_every_fragment_and_getmedia_returns_them(server):
+    """`--tag` metadata (spec §3.5) follows each fragment's Cluster, one Tags element each, where
+    the real service returns it; a bad tag is refused before anything is sent."""
+    stream = f"put-{uuid.uuid4().hex[:8]}"
+    fixture = MKV / "kvssink-3.6.0_h264_putmedia.mkv"
+    r = put(server, stream, fixture, "--tag", "camera=north gate", "--tag", "firmware=2.1")
+    assert r.returncode == 0, r.stderr
+    n = summary_fragments(r.stdout)
+    data = get_media(server, stream)
+    docs = structure(data)
+    assert len(docs) == n
+    for doc in docs:
+        assert doc[doc.index("Cluster") + 1:] == [
+            "Tags(camera)", "Tags(firmware)", "Tags(MILLIS_BEHIND_NOW,CONTINUATION_TOKEN)"], doc
+    assert data.count(b"north gate") == n and data.count(b"2.1") >= n
+    assert packets(data) == packets(fixture.read_bytes())
+    for bad in ["no-equals", "AWS_KINESISVIDEO_X=1", "x=" + "v" * 257]:
+        r = put(server, stream, fixture, "--tag", bad, timeout=30)
+        assert r.returncode == 1 and "--tag" in r.stderr, r.stderr
 
 
 def test_put_uploads_a_live_gstreamer_pipeline_through_stdin(server, tmp_path):
