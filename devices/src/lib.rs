@@ -1,9 +1,10 @@
 //! The producer side, talking to a server only through the wire protocol, as a camera would:
 //! [`Endpoint`] (plain or TLS, with a CA file), SigV4-signed JSON calls, and [`PutMedia`], a
 //! streaming upload that reads ACKs while it sends. Frames → MKV comes from
-//! `kinescope_media::mkv::ProducerWriter`. [`simulate`] runs many synthetic cameras for load
-//! tests, with live GetMedia and HLS viewers ([`hls`]). Retries, disk buffering and the `put`
-//! command build on these.
+//! `kinescope_media::mkv::ProducerWriter`. The resilient [`Uploader`] (retries, exactly once
+//! as the archive sees it) and the disk buffer ([`Spool`]) are behind `kinescope put`;
+//! [`simulate`] runs many cameras through the same uploader for load tests, with live GetMedia
+//! and HLS viewers ([`hls`]).
 //!
 //! Dependency rule: never depends on server-side crates (`archive`, `ingest`, `playback`).
 
