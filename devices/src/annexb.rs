@@ -8,13 +8,19 @@
 //! units (4-byte lengths, access unit delimiters left out); a frame with an IDR (H.264) or IRAP
 //! (H.265) picture is a key frame. The track's codec private data (`avcC`, ISO/IEC 14496-15
 //! §5.3.3.1; `hvcC`, §8.3.3.1) is built from the first SPS and PPS (and VPS). Frames are timed
-//! `1/fps` apart in decoding order: streams with B-frames are not supported (their
-//! presentation order is not known without decoding picture order counts).
+//! `1/fps` apart in presentation order, which comes from each picture's order count (H.264
+//! §8.2.1.1 with `pic_order_cnt_type` 0, what x264 and most camera encoders write; H.265
+//! §8.3.1), read from its first slice header: the frames from one key frame to the next are
+//! held, then handed out in decoding order, each timed by its rank in presentation order — so
+//! streams with B-frames keep their timing. H.264 streams with `pic_order_cnt_type` 1 or 2 are
+//! timed in decoding order (type 2 cannot have B-frames; type 1 is rare and not read).
 
 use std::collections::VecDeque;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use kinescope_media::codec::h265::PpsSliceFields;
 use kinescope_media::codec::{AvcSps, HevcSps};
+use kinescope_media::codec::{h264, h265};
 use kinescope_media::mkv::{Frame, Track, TrackType};
 
 /// Which codec the stream holds.
@@ -39,6 +45,8 @@ pub enum AnnexBError {
     ParameterSet(String),
     #[error("pictures before the first SPS and PPS")]
     NoParameterSets,
+    #[error("slice header: {0}")]
+    Slice(String),
 }
 
 /// The parser. See the module documentation.
@@ -57,9 +65,30 @@ pub struct AnnexB {
     sps: Option<Bytes>,
     pps: Option<Bytes>,
     track_sent: bool,
+    /// Frames handed out so far (the next one's rank in presentation order).
     frames: u64,
+    /// Where picture order counts come from, and the pictures since the last key frame.
+    order: Option<(PocSource, PocPeriod)>,
     out: VecDeque<Result<Elementary, AnnexBError>>,
     failed: bool,
+}
+
+/// The parameter sets a slice header is read with.
+#[derive(Debug)]
+enum PocSource {
+    Avc(AvcSps),
+    Hevc(HevcSps, PpsSliceFields),
+}
+
+/// The pictures since the last key frame with their order counts, and the `PicOrderCntMsb`
+/// and `pic_order_cnt_lsb` of the previous picture that later ones count from (H.264: the
+/// previous reference picture; H.265: the previous `TemporalId` 0 picture that is not a
+/// leading or sub-layer non-reference picture).
+#[derive(Debug, Default)]
+struct PocPeriod {
+    pictures: Vec<(i64, bool, Bytes)>,
+    prev_msb: i64,
+    prev_lsb: i64,
 }
 
 impl AnnexB {
@@ -76,6 +105,7 @@ impl AnnexB {
             pps: None,
             track_sent: false,
             frames: 0,
+            order: None,
             out: VecDeque::new(),
             failed: false,
         }
@@ -119,6 +149,7 @@ impl AnnexB {
             return;
         }
         self.close_unit();
+        self.flush_period();
     }
 
     pub fn poll(&mut self) -> Option<Result<Elementary, AnnexBError>> {
@@ -174,18 +205,101 @@ impl AnnexB {
             data.put_u32(n.len() as u32);
             data.put_slice(n);
         }
-        let timecode = (self.frames as f64 * self.frame_ms).round() as i64;
-        self.frames += 1;
-        self.out.push_back(Ok(Elementary::Frame(Frame {
-            track: 1,
-            timecode,
-            key,
-            data: data.freeze(),
-        })));
+        let data = data.freeze();
+        if self.order.is_none() {
+            let timecode = self.timecode(0);
+            self.frames += 1;
+            self.out.push_back(Ok(Elementary::Frame(Frame {
+                track: 1,
+                timecode,
+                key,
+                data,
+            })));
+            return;
+        }
+        let Some(slice) = unit.iter().find(|n| self.kind(n).picture) else {
+            return;
+        };
+        if key {
+            self.flush_period();
+        }
+        let first_of_stream = self.frames == 0;
+        let (source, period) = self.order.as_mut().expect("checked");
+        let first_of_stream = first_of_stream && period.pictures.is_empty();
+        // (lsb, its bits, whether the count restarts here, whether later pictures count from it)
+        let read = match source {
+            PocSource::Avc(sps) => h264::slice_pic_order_cnt_lsb(slice, sps).map(|lsb| {
+                let bits = sps.log2_max_pic_order_cnt_lsb.unwrap_or(16);
+                (lsb.unwrap_or(0), bits, key, key || slice[0] & 0x60 != 0)
+            }),
+            PocSource::Hevc(sps, pps) => {
+                h265::slice_pic_order_cnt_lsb(slice, sps, pps).map(|lsb| {
+                    let t = (slice[0] >> 1) & 0x3f;
+                    let temporal_id = (slice[1] & 7).saturating_sub(1);
+                    // IDR and BLA pictures, and a CRA picture that starts the stream.
+                    let restarts = (16..=20).contains(&t) || t == 21 && first_of_stream;
+                    let leading = (6..=9).contains(&t);
+                    let sub_layer_non_reference = t <= 14 && t % 2 == 0;
+                    let anchor = temporal_id == 0 && !leading && !sub_layer_non_reference;
+                    (lsb, sps.log2_max_pic_order_cnt_lsb, restarts, anchor)
+                })
+            }
+        };
+        let (lsb, bits, restarts, anchor) = match read {
+            Ok(r) => r,
+            Err(e) => return self.fail(AnnexBError::Slice(e.to_string())),
+        };
+        let (lsb, max) = (i64::from(lsb), 1i64 << bits);
+        // H.264 §8.2.1.1, H.265 §8.3.1: the most significant part follows the previous
+        // anchor picture's, wrapping.
+        let msb = if restarts {
+            0
+        } else if lsb < period.prev_lsb && period.prev_lsb - lsb >= max / 2 {
+            period.prev_msb + max
+        } else if lsb > period.prev_lsb && lsb - period.prev_lsb > max / 2 {
+            period.prev_msb - max
+        } else {
+            period.prev_msb
+        };
+        if anchor {
+            (period.prev_msb, period.prev_lsb) = (msb, lsb);
+        }
+        period.pictures.push((msb + lsb, key, data));
     }
 
-    /// The video track, from the parameter sets seen so far.
-    fn track(&self) -> Result<Track, AnnexBError> {
+    /// Hands out the held pictures of the IDR period, in decoding order, each timed by its rank
+    /// in presentation order.
+    fn flush_period(&mut self) {
+        let Some((_, period)) = &mut self.order else {
+            return;
+        };
+        let pictures = std::mem::take(&mut period.pictures);
+        let mut by_poc: Vec<usize> = (0..pictures.len()).collect();
+        by_poc.sort_by_key(|&i| pictures[i].0);
+        let mut rank = vec![0; pictures.len()];
+        for (r, &i) in by_poc.iter().enumerate() {
+            rank[i] = r as u64;
+        }
+        for ((_, key, data), rank) in pictures.into_iter().zip(rank) {
+            let timecode = self.timecode(rank);
+            self.out.push_back(Ok(Elementary::Frame(Frame {
+                track: 1,
+                timecode,
+                key,
+                data,
+            })));
+        }
+        self.frames += by_poc.len() as u64;
+    }
+
+    /// The timecode of the frame `rank` places after the frames handed out so far.
+    fn timecode(&self, rank: u64) -> i64 {
+        ((self.frames + rank) as f64 * self.frame_ms).round() as i64
+    }
+
+    /// The video track, from the parameter sets seen so far; for H.264 with
+    /// `pic_order_cnt_type` 0, frames are reordered from then on.
+    fn track(&mut self) -> Result<Track, AnnexBError> {
         let (Some(sps), Some(pps)) = (&self.sps, &self.pps) else {
             return Err(AnnexBError::NoParameterSets);
         };
@@ -193,6 +307,9 @@ impl AnnexB {
         let (codec_id, private, width, height) = match self.codec {
             Codec::H264 => {
                 let parsed = AvcSps::parse(sps).map_err(bad)?;
+                if parsed.log2_max_pic_order_cnt_lsb.is_some() {
+                    self.order = Some((PocSource::Avc(parsed.clone()), PocPeriod::default()));
+                }
                 (
                     "V_MPEG4/ISO/AVC",
                     avcc(sps, pps),
@@ -203,6 +320,11 @@ impl AnnexB {
             Codec::H265 => {
                 let vps = self.vps.as_ref().ok_or(AnnexBError::NoParameterSets)?;
                 let parsed = HevcSps::parse(sps).map_err(bad)?;
+                let fields = PpsSliceFields::parse(pps).map_err(bad)?;
+                self.order = Some((
+                    PocSource::Hevc(parsed.clone(), fields),
+                    PocPeriod::default(),
+                ));
                 (
                     "V_MPEGH/ISO/HEVC",
                     hvcc(&parsed, vps, sps, pps),
@@ -424,6 +546,53 @@ mod tests {
                     .map(|n| n.unwrap()[0] & 0x1f)
                     .collect();
             assert_eq!(nals, [7, 8, 5], "chunk {chunk}");
+        }
+    }
+
+    /// (timecode, key) of every frame of a test stream, fed `chunk` bytes at a time.
+    fn timing(codec: Codec, name: &str, chunk: usize) -> Vec<(i64, bool)> {
+        let path = format!("{}/../testdata/codec/{name}", env!("CARGO_MANIFEST_DIR"));
+        run(codec, &std::fs::read(path).unwrap(), chunk)
+            .into_iter()
+            .filter_map(|e| match e {
+                Elementary::Frame(f) => Some((f.timecode, f.key)),
+                Elementary::Track(_) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn b_frames_are_timed_in_presentation_order() {
+        // 20 frames with 3 B-frames (pyramid) and a key frame every 10; the timestamps are
+        // those FFmpeg's muxer gave the same pictures (testdata/codec/README.md). In the
+        // H.265 stream the second key frame is a CRA picture with a leading (RASL) picture
+        // after it that is shown before it.
+        let cases = [
+            (
+                Codec::H264,
+                "x264-bframes.h264",
+                [
+                    0, 160, 80, 40, 120, 320, 240, 200, 280, 360, 400, 560, 480, 440, 520, 720,
+                    640, 600, 680, 760,
+                ],
+            ),
+            (
+                Codec::H265,
+                "x265-bframes.h265",
+                [
+                    0, 160, 80, 40, 120, 320, 240, 200, 280, 400, 360, 560, 480, 440, 520, 720,
+                    640, 600, 680, 760,
+                ],
+            ),
+        ];
+        for (codec, name, expected) in cases {
+            for chunk in [1, 100, 1 << 20] {
+                let frames = timing(codec, name, chunk);
+                let timecodes: Vec<i64> = frames.iter().map(|f| f.0).collect();
+                assert_eq!(timecodes, expected, "{name}, chunk {chunk}");
+                let keys: Vec<i64> = frames.iter().filter(|f| f.1).map(|f| f.0).collect();
+                assert_eq!(keys, [0, 400], "{name}");
+            }
         }
     }
 

@@ -88,8 +88,7 @@ pub struct PutArgs {
     #[arg(long, default_value_t = 1024)]
     pub buffer_dir_mib: u64,
     /// What INPUT holds: MKV/WebM, or an H.264 or H.265 Annex-B elementary stream (then
-    /// --fps is needed; frames are timed in decoding order, so streams with B-frames are not
-    /// supported).
+    /// --fps is needed; frames are timed in presentation order, B-frames included).
     #[arg(long, value_enum, default_value_t = InputFormat::Mkv)]
     pub format: InputFormat,
     /// Frames per second of an elementary stream.

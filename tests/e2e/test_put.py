@@ -314,19 +314,33 @@ def pictures(data, fmt):
     return [hashlib.sha256(bytes(frame.planes[0])).hexdigest() for frame in container.decode(video=0)]
 
 
-@pytest.mark.parametrize("codec", ["h264", "h265"])
+def picture_times(data):
+    """The presentation time (ms) of every decoded picture of an MKV, in output order."""
+    container = av.open(io.BytesIO(data), format="matroska")
+    return [round(frame.time * 1000) for frame in container.decode(video=0)]
+
+
+@pytest.mark.parametrize("codec", ["h264", "h264-bframes", "h265", "h265-bframes"])
 def test_put_uploads_an_elementary_stream(server, tmp_path, codec):
-    """An Annex-B elementary stream from ffmpeg (no B-frames, a key frame each second) uploaded
-    with `--format`: GetMedia's video decodes to the same pictures as the stream itself."""
-    source = tmp_path / f"es.{codec}"
-    encoder = ["-c:v", "libx264", "-bf", "0"] if codec == "h264" else \
-        ["-c:v", "libx265", "-x265-params", "bframes=0:log-level=error"]
+    """An Annex-B elementary stream from ffmpeg (a key frame each second) uploaded with
+    `--format`: GetMedia's video decodes to the same pictures as the stream itself, shown
+    40 ms apart in order — with B-frames too (3, pyramid; x265's open GOPs put leading
+    pictures after each CRA key frame), whose timestamps come from the pictures' order counts."""
+    fmt = codec.split("-")[0]
+    source = tmp_path / f"es.{fmt}"
+    encoder = {"h264": ["-c:v", "libx264", "-bf", "0"],
+               "h264-bframes": ["-c:v", "libx264", "-bf", "3", "-x264-params", "b-adapt=0"],
+               "h265": ["-c:v", "libx265", "-x265-params", "bframes=0:log-level=error"],
+               "h265-bframes": ["-c:v", "libx265", "-x265-params", "bframes=3:b-adapt=0:log-level=error"]}[codec]
     subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25",
-                    "-t", "6", *encoder, "-g", "25", "-f", codec.replace("h265", "hevc"), str(source)],
+                    "-t", "6", *encoder, "-g", "25", "-f", fmt.replace("h265", "hevc"), str(source)],
                    check=True, timeout=120)
     stream = f"put-{uuid.uuid4().hex[:8]}"
-    r = put(server, stream, source, "--format", codec, "--fps", "25")
+    r = put(server, stream, source, "--format", fmt, "--fps", "25")
     assert r.returncode == 0, r.stderr
     assert summary_fragments(r.stdout) == 6
-    got = pictures(get_media(server, stream), "matroska")
-    assert len(got) == 150 and got == pictures(source.read_bytes(), codec.replace("h265", "hevc"))
+    data = get_media(server, stream)
+    got = pictures(data, "matroska")
+    assert len(got) == 150 and got == pictures(source.read_bytes(), fmt.replace("h265", "hevc"))
+    times = picture_times(data)
+    assert [b - a for a, b in zip(times, times[1:])] == [40] * 149, times

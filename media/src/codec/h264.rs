@@ -145,6 +145,11 @@ pub struct Sps {
     pub bit_depth_chroma: u8,
     /// `pic_order_cnt_type` (0, 1 or 2).
     pub pic_order_cnt_type: u8,
+    /// Bits of `frame_num` in a slice header (`log2_max_frame_num_minus4` + 4).
+    pub log2_max_frame_num: u8,
+    /// Bits of `pic_order_cnt_lsb` in a slice header (`log2_max_pic_order_cnt_lsb_minus4` + 4),
+    /// with `pic_order_cnt_type` 0.
+    pub log2_max_pic_order_cnt_lsb: Option<u8>,
     /// `max_num_ref_frames`.
     pub max_num_ref_frames: u32,
     /// `frame_mbs_only_flag`: false when fields or MBAFF may occur.
@@ -210,11 +215,13 @@ impl Sps {
                 }
             }
         }
-        r.read_ue_max("log2_max_frame_num_minus4", 12)?;
+        let log2_max_frame_num = r.read_ue_max("log2_max_frame_num_minus4", 12)? as u8 + 4;
         let pic_order_cnt_type = r.read_ue_max("pic_order_cnt_type", 2)? as u8;
+        let mut log2_max_pic_order_cnt_lsb = None;
         match pic_order_cnt_type {
             0 => {
-                r.read_ue_max("log2_max_pic_order_cnt_lsb_minus4", 12)?;
+                log2_max_pic_order_cnt_lsb =
+                    Some(r.read_ue_max("log2_max_pic_order_cnt_lsb_minus4", 12)? as u8 + 4);
             }
             1 => {
                 let _delta_pic_order_always_zero = r.read_flag()?;
@@ -276,6 +283,8 @@ impl Sps {
             bit_depth_luma,
             bit_depth_chroma,
             pic_order_cnt_type,
+            log2_max_frame_num,
+            log2_max_pic_order_cnt_lsb,
             max_num_ref_frames,
             frame_mbs_only,
             width,
@@ -374,6 +383,40 @@ fn read_nal_list(c: &mut ByteCursor<'_>, count: usize) -> Result<Vec<Vec<u8>>, C
         out.push(c.u16_prefixed()?.to_vec());
     }
     Ok(out)
+}
+
+/// The `pic_order_cnt_lsb` of a coded slice (NAL unit types 1 and 5, header byte included)
+/// of a frame picture, read from its slice header (H.264 §7.3.3) with the stream's SPS; `None`
+/// when the SPS's `pic_order_cnt_type` is not 0 (type 2 pictures are output in decoding
+/// order; type 1 is not read). A field picture is an error: its order needs both fields.
+pub fn slice_pic_order_cnt_lsb(nal: &[u8], sps: &Sps) -> Result<Option<u32>, CodecError> {
+    const SLICE: &str = "H.264 slice header";
+    let Some(lsb_bits) = sps.log2_max_pic_order_cnt_lsb else {
+        return Ok(None);
+    };
+    let header = *nal.first().ok_or(CodecError::Truncated {
+        what: SLICE,
+        offset: 0,
+    })?;
+    let idr = h264_nal_type(header) == 5;
+    let mut r = BitReader::new(SLICE, &nal[1..]);
+    let _first_mb_in_slice = r.read_ue()?;
+    let _slice_type = r.read_ue_max("slice_type", 9)?;
+    let _pic_parameter_set_id = r.read_ue_max("pic_parameter_set_id", 255)?;
+    if sps.separate_colour_plane {
+        let _colour_plane_id = r.read_bits(2)?;
+    }
+    let _frame_num = r.read_bits(u32::from(sps.log2_max_frame_num))?;
+    if !sps.frame_mbs_only && r.read_flag()? {
+        return Err(CodecError::InvalidValue {
+            field: "field_pic_flag",
+            value: 1,
+        });
+    }
+    if idr {
+        let _idr_pic_id = r.read_ue()?;
+    }
+    Ok(Some(r.read_bits(u32::from(lsb_bits))?))
 }
 
 fn check_nal_type(nal: &[u8], expected: u8, what: &'static str) -> Result<(), CodecError> {
@@ -532,6 +575,8 @@ mod tests {
                 bit_depth_luma: 8,
                 bit_depth_chroma: 8,
                 pic_order_cnt_type: 2,
+                log2_max_frame_num: 4,
+                log2_max_pic_order_cnt_lsb: None,
                 max_num_ref_frames: 3,
                 frame_mbs_only: true,
                 width: 640,

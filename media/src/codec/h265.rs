@@ -225,8 +225,9 @@ impl HevcDecoderConfig {
     }
 }
 
-/// What an H.265 sequence parameter set says about the picture format. Parsing stops after
-/// the bit depths; nothing later is needed for a container.
+/// What an H.265 sequence parameter set says about the picture format and picture order.
+/// Parsing stops after `log2_max_pic_order_cnt_lsb_minus4`; nothing later is needed for a
+/// container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sps {
     /// `sps_video_parameter_set_id`.
@@ -255,6 +256,8 @@ pub struct Sps {
     pub bit_depth_luma: u8,
     /// Chroma bit depth (`bit_depth_chroma_minus8` + 8).
     pub bit_depth_chroma: u8,
+    /// Bits of `slice_pic_order_cnt_lsb` (`log2_max_pic_order_cnt_lsb_minus4` + 4).
+    pub log2_max_pic_order_cnt_lsb: u8,
 }
 
 impl Sps {
@@ -297,6 +300,8 @@ impl Sps {
         };
         let bit_depth_luma = r.read_ue_max("bit_depth_luma_minus8", 8)? as u8 + 8;
         let bit_depth_chroma = r.read_ue_max("bit_depth_chroma_minus8", 8)? as u8 + 8;
+        let log2_max_pic_order_cnt_lsb =
+            r.read_ue_max("log2_max_pic_order_cnt_lsb_minus4", 12)? as u8 + 4;
 
         // §7.4.3.2.1 with SubWidthC/SubHeightC of Table 6-1.
         let chroma_array_type = if separate_colour_plane {
@@ -333,6 +338,7 @@ impl Sps {
             height,
             bit_depth_luma,
             bit_depth_chroma,
+            log2_max_pic_order_cnt_lsb,
         })
     }
 
@@ -340,6 +346,76 @@ impl Sps {
     pub fn codec_string(&self, sample_entry: &str) -> String {
         self.general.codec_string(sample_entry)
     }
+}
+
+/// The fields of an H.265 picture parameter set that the start of a picture's first slice
+/// segment header depends on (§7.3.2.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PpsSliceFields {
+    /// `output_flag_present_flag`.
+    pub output_flag_present: bool,
+    /// `num_extra_slice_header_bits`.
+    pub num_extra_slice_header_bits: u8,
+}
+
+impl PpsSliceFields {
+    /// Reads them from a PPS NAL unit, two-byte header included (`44 01 …`).
+    pub fn parse(nal: &[u8]) -> Result<Self, CodecError> {
+        const PPS: &str = "H.265 PPS";
+        let payload = nal.get(2..).ok_or(CodecError::Truncated {
+            what: PPS,
+            offset: nal.len(),
+        })?;
+        let mut r = BitReader::new(PPS, payload);
+        let _pps_pic_parameter_set_id = r.read_ue_max("pps_pic_parameter_set_id", 63)?;
+        let _pps_seq_parameter_set_id = r.read_ue_max("pps_seq_parameter_set_id", 15)?;
+        let _dependent_slice_segments_enabled = r.read_flag()?;
+        Ok(Self {
+            output_flag_present: r.read_flag()?,
+            num_extra_slice_header_bits: r.read_bits(3)? as u8,
+        })
+    }
+}
+
+/// The `slice_pic_order_cnt_lsb` of a picture's first slice segment (NAL unit types 0–21, the
+/// two-byte header included), read from its header (H.265 §7.3.6.1); 0 for an IDR picture,
+/// which has none.
+pub fn slice_pic_order_cnt_lsb(
+    nal: &[u8],
+    sps: &Sps,
+    pps: &PpsSliceFields,
+) -> Result<u32, CodecError> {
+    const SLICE: &str = "H.265 slice segment header";
+    let payload = nal.get(2..).ok_or(CodecError::Truncated {
+        what: SLICE,
+        offset: nal.len(),
+    })?;
+    let nal_type = h265_nal_type(nal[0]);
+    let mut r = BitReader::new(SLICE, payload);
+    if !r.read_flag()? {
+        return Err(CodecError::InvalidValue {
+            field: "first_slice_segment_in_pic_flag",
+            value: 0,
+        });
+    }
+    if (16..=23).contains(&nal_type) {
+        let _no_output_of_prior_pics = r.read_flag()?;
+    }
+    let _slice_pic_parameter_set_id = r.read_ue_max("slice_pic_parameter_set_id", 63)?;
+    for _ in 0..pps.num_extra_slice_header_bits {
+        let _slice_reserved_flag = r.read_flag()?;
+    }
+    let _slice_type = r.read_ue_max("slice_type", 2)?;
+    if pps.output_flag_present {
+        let _pic_output_flag = r.read_flag()?;
+    }
+    if sps.separate_colour_plane {
+        let _colour_plane_id = r.read_bits(2)?;
+    }
+    if matches!(nal_type, 19 | 20) {
+        return Ok(0);
+    }
+    r.read_bits(u32::from(sps.log2_max_pic_order_cnt_lsb))
 }
 
 /// `profile_tier_level(1, sps_max_sub_layers_minus1)`, H.265 §7.3.3: the general part is
@@ -527,6 +603,7 @@ mod tests {
                 height: 540,
                 bit_depth_luma: 10,
                 bit_depth_chroma: 10,
+                log2_max_pic_order_cnt_lsb: 10,
             }
         );
     }
