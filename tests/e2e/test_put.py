@@ -202,6 +202,17 @@ class Proxy:
                 pass
 
 
+def kill_and_restart(server, started, seconds):
+    """Kills the server (-9) at each of `seconds` after `started` and starts it again 2 s later."""
+    for at in seconds:
+        time.sleep(max(0, started + at - time.time()))
+        server.proc.send_signal(signal.SIGKILL)
+        server.proc.wait(10)
+        server.proc.stdout.close()
+        time.sleep(2)
+        server.start()
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -229,13 +240,7 @@ def test_put_realtime_survives_server_restarts_and_a_cut_connection(tmp_path):
         uploader = subprocess.Popen([BIN, "put", "--endpoint", f"http://127.0.0.1:{proxy.port}", "--stream", stream,
                                      "--create", "--access-key", AK, "--secret-key", SK, "--realtime", str(source)],
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for at in (15, 30):
-            time.sleep(max(0, started + at - time.time()))
-            server.proc.send_signal(signal.SIGKILL)
-            server.proc.wait(10)
-            server.proc.stdout.close()
-            time.sleep(2)
-            server.start()
+        kill_and_restart(server, started, (15, 30))
         time.sleep(max(0, started + 38 - time.time()))
         proxy.muted.set()
         time.sleep(3)

@@ -6,7 +6,6 @@ count why, and every fragment they made is stored exactly once."""
 import io
 import json
 import pathlib
-import signal
 import subprocess
 import time
 
@@ -15,7 +14,7 @@ import numpy
 import pytest
 
 from conftest import AK, BIN, CRED_ARGS, SK, Server, start
-from test_put import free_port, list_fragments
+from test_put import free_port, kill_and_restart, list_fragments
 
 GOP = pathlib.Path(__file__).parents[2] / "devices" / "assets" / "gop-640x360-25fps.h264"
 
@@ -105,13 +104,7 @@ def test_simulated_devices_ride_out_server_restarts(tmp_path):
                                 "--bitrate", "500000", "--json"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         started = time.time()
-        for at in (4, 9):
-            time.sleep(max(0, started + at - time.time()))
-            server.proc.send_signal(signal.SIGKILL)
-            server.proc.wait(10)
-            server.proc.stdout.close()
-            time.sleep(2)
-            server.start()
+        kill_and_restart(server, started, (4, 9))
         out, err = sim.communicate(timeout=120)
         report = json.loads(out)
         assert sim.returncode == 0, (report, err[-2000:])
