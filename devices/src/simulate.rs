@@ -264,6 +264,13 @@ struct Source {
     frames: Vec<Bytes>,
 }
 
+impl Source {
+    /// A fragment's size as the uploader counts it, about: its frames and their block heads.
+    fn fragment_bytes(&self) -> u64 {
+        self.frames.iter().map(|f| f.len() as u64 + 16).sum()
+    }
+}
+
 /// One device: reports what it saw into `report`.
 async fn device(
     endpoint: &Endpoint,
@@ -290,8 +297,9 @@ async fn device(
         signer: sim.signer.clone(),
         stream: stream.clone(),
         create: true,
-        // Fragments are counted against the channel below, not by bytes: they share the frames.
-        buffer_bytes: u64::MAX,
+        // The camera's memory: `buffer` of its fragments.
+        buffer_bytes: source.fragment_bytes()
+            * (sim.buffer.as_millis() / sim.fragment.as_millis().max(1)).max(1) as u64,
         give_up_after: sim.give_up_after,
         now: Arc::new(now),
         on_persisted: Some({
@@ -334,8 +342,9 @@ async fn device(
         })
         .collect();
 
-    let buffered = (sim.buffer.as_millis() / sim.fragment.as_millis().max(1)).max(1) as usize;
-    let (input, fragments) = mpsc::channel(buffered);
+    // The uploader holds what it cannot send yet, up to `buffer_bytes`; a fragment that finds
+    // it full (and this one-fragment hand-over taken) is dropped.
+    let (input, fragments) = mpsc::channel(1);
     let (stats_tx, stats) = watch::channel(UploadStats::default());
     let started = Instant::now();
     let upload = tokio::spawn(async move { uploader.run(fragments, stats_tx).await });

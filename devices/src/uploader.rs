@@ -13,6 +13,8 @@
 //! - Errors that retrying cannot fix (bad credentials, a deleted stream, invalid media) end the
 //!   upload at once with the server's message.
 //! - Memory is bounded: beyond `buffer_bytes` of fragments not yet PERSISTED, the input waits.
+//!   Within it, fragments are taken from the input while the connection is down too, so that a
+//!   live source is not held up by a reconnection.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, RandomState};
@@ -246,7 +248,14 @@ impl Uploader {
                     let last = stats.borrow().last_error.clone().unwrap_or_default();
                     return Err(UploadError::GaveUp(quiet, last));
                 }
-                tokio::time::sleep(backoff(failures)).await;
+                self.take_input_for(
+                    backoff(failures),
+                    &mut pending,
+                    &mut input,
+                    &mut input_open,
+                    &stats,
+                )
+                .await;
                 stats.send_modify(|s| s.reconnects += 1);
                 self.skip_stored(&mut pending, &stats).await;
             }
@@ -316,8 +325,7 @@ impl Uploader {
                 }
                 ended_body = true;
             }
-            let held: u64 = pending.iter().map(|p| p.fragment.size()).sum();
-            let room = held < self.config.buffer_bytes;
+            let room = held(pending) < self.config.buffer_bytes;
             let oldest_sent = pending.iter().find_map(|p| p.sent_at);
             let ack_deadline = oldest_sent.map(|t| t + ACK_TIMEOUT);
             tokio::select! {
@@ -402,6 +410,35 @@ impl Uploader {
                         format!("no PERSISTED ACK within {ACK_TIMEOUT:?}"),
                     );
                 }
+            }
+        }
+    }
+
+    /// Waits `wait` before reconnecting, taking fragments from the input meanwhile (within
+    /// the memory bound), so that a live source is not held up while the server is away.
+    async fn take_input_for(
+        &self,
+        wait: Duration,
+        pending: &mut VecDeque<Pending>,
+        input: &mut mpsc::Receiver<OutFragment>,
+        input_open: &mut bool,
+        stats: &watch::Sender<UploadStats>,
+    ) {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let room = held(pending) < self.config.buffer_bytes;
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => return,
+                next = input.recv(), if *input_open && room => match next {
+                    Some(fragment) => {
+                        pending.push_back(Pending { fragment, sent_at: None, ever_sent: false });
+                        stats.send_modify(|s| {
+                            s.read += 1;
+                            s.pending = pending.len();
+                        });
+                    }
+                    None => *input_open = false,
+                },
             }
         }
     }
@@ -507,6 +544,11 @@ async fn send(
     p.ever_sent = true;
     stats.send_modify(|s| s.sent += 1);
     Ok(())
+}
+
+/// Bytes of the fragments held until PERSISTED.
+fn held(pending: &VecDeque<Pending>) -> u64 {
+    pending.iter().map(|p| p.fragment.size()).sum()
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
