@@ -37,6 +37,17 @@ pub enum TimestampKind {
     Server,
 }
 
+/// What one stream's fragments still in the fragment log add up to (packing, design/0014).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogBacklog {
+    pub stream: StreamId,
+    /// The fragments' durations and stored lengths added up.
+    pub duration_ms: u64,
+    pub bytes: u64,
+    /// The newest fragment's server timestamp.
+    pub newest: Timestamp,
+}
+
 /// One stored fragment: where its bytes are and what it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FragmentRow {
@@ -228,9 +239,18 @@ pub trait Catalog: Send + Sync + fmt::Debug {
         numbers: &[FragmentNumber],
     ) -> Result<Vec<FragmentRow>, CatalogError>;
 
-    /// Up to `limit` fragments whose bytes are still in the fragment log (`object_key` under
-    /// `log/`), ordered by stream then fragment number: what packing moves next.
-    async fn fragments_in_log(&self, limit: u32) -> Result<Vec<FragmentRow>, CatalogError>;
+    /// Per stream with fragments still in the fragment log (`object_key` under `log/`), what
+    /// they add up to, ordered by stream: packing reads it each pass to find the streams with
+    /// a run ready, without reading every row.
+    async fn log_backlog(&self) -> Result<Vec<LogBacklog>, CatalogError>;
+
+    /// Up to `limit` of a stream's fragments whose bytes are still in the fragment log, ordered
+    /// by fragment number: what packing moves next.
+    async fn fragments_in_log(
+        &self,
+        stream: StreamId,
+        limit: u32,
+    ) -> Result<Vec<FragmentRow>, CatalogError>;
 
     /// Points each fragment at its new place if it still points at its old one (a fragment
     /// deleted or moved meanwhile is left as it is), all in one transaction; how many moved.

@@ -9,7 +9,7 @@ use kinescope_api::{
 
 use kinescope_media::mkv::MetadataTag;
 
-use crate::{Catalog, CatalogError, FragmentRow, Relocation, StreamId, TimestampKind};
+use crate::{Catalog, CatalogError, FragmentRow, LogBacklog, Relocation, StreamId, TimestampKind};
 
 pub(crate) fn name(s: &str) -> StreamName {
     StreamName::parse(s).unwrap()
@@ -179,23 +179,34 @@ async fn fragments_move_from_the_log_to_objects(c: &dyn Catalog) {
     for r in &rows {
         c.add_fragment(r).await.unwrap();
     }
-    let in_log = c.fragments_in_log(100).await.unwrap();
-    let mine: Vec<_> = in_log
-        .iter()
-        .filter(|r| r.stream == a.0 || r.stream == b.0)
-        .cloned()
-        .collect();
     assert_eq!(
-        mine,
-        vec![
-            rows[0].clone(),
-            rows[2].clone(),
-            rows[1].clone(),
-            rows[3].clone()
-        ],
-        "by stream, then number; not the packed one"
+        c.fragments_in_log(a.0, 100).await.unwrap(),
+        vec![rows[0].clone(), rows[2].clone()],
+        "by number; not the packed one"
     );
-    assert_eq!(c.fragments_in_log(1).await.unwrap().len(), 1);
+    assert_eq!(
+        c.fragments_in_log(b.0, 100).await.unwrap(),
+        vec![rows[1].clone(), rows[3].clone()]
+    );
+    assert_eq!(c.fragments_in_log(a.0, 1).await.unwrap().len(), 1);
+    let backlog: Vec<_> = c
+        .log_backlog()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|l| l.stream == a.0 || l.stream == b.0)
+        .collect();
+    let sum = |rs: [&FragmentRow; 2]| LogBacklog {
+        stream: rs[0].stream,
+        duration_ms: rs.iter().map(|r| r.duration_ms).sum(),
+        bytes: rs.iter().map(|r| r.length).sum(),
+        newest: rs.iter().map(|r| r.server_timestamp).max().unwrap(),
+    };
+    assert_eq!(
+        backlog,
+        [sum([&rows[0], &rows[2]]), sum([&rows[1], &rows[3]])],
+        "per stream, the packed fragment left out"
+    );
     let mut keys = c.log_keys_in_use().await.unwrap();
     keys.sort();
     assert_eq!(
@@ -237,13 +248,9 @@ async fn fragments_move_from_the_log_to_objects(c: &dyn Catalog) {
     );
     assert_eq!(now.len(), 2);
     assert!(now.iter().any(|r| r.offset == 5 && r.length == 5));
+    assert!(c.fragments_in_log(a.0, 100).await.unwrap().is_empty());
     assert_eq!(
-        c.fragments_in_log(100)
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|r| r.stream == a.0 || r.stream == b.0)
-            .collect::<Vec<_>>(),
+        c.fragments_in_log(b.0, 100).await.unwrap(),
         vec![rows[1].clone(), rows[3].clone()]
     );
     // Removing a deleted stream frees its part of the log.

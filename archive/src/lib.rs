@@ -19,8 +19,8 @@ mod sqlite;
 mod store;
 
 pub use catalog::{
-    Catalog, CatalogError, FragmentRow, MAX_RETENTION_HOURS, MAX_TAGS, Relocation, StreamId,
-    StreamRecord, TimestampKind,
+    Catalog, CatalogError, FragmentRow, LogBacklog, MAX_RETENTION_HOURS, MAX_TAGS, Relocation,
+    StreamId, StreamRecord, TimestampKind,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use fsck::{FsckReport, fsck};

@@ -33,7 +33,7 @@ pub struct PackPolicy {
     /// A shorter run is packed once its stream's newest fragment is this old (a stream that
     /// stopped), so that no data sits in the log for ever.
     pub max_age_ms: u64,
-    /// Rows of the log looked at per pass.
+    /// Rows of one stream's log looked at per pass.
     pub batch: u32,
 }
 
@@ -67,14 +67,23 @@ impl Archive {
         now: Timestamp,
     ) -> Result<PackReport, ArchiveError> {
         let mut report = PackReport::default();
-        let rows = self.catalog().fragments_in_log(policy.batch).await?;
-        for stream in rows.chunk_by(|a, b| a.stream == b.stream) {
-            let newest = stream
-                .last()
-                .expect("chunks are not empty")
-                .server_timestamp;
-            let quiet = now.as_millis() - newest.as_millis() >= policy.max_age_ms as i64;
-            for run in runs(stream, policy) {
+        // Each pass looks at what each stream's backlog adds up to, and reads the rows only of
+        // the streams with a run to pack: reading (and decoding) every row of the log each
+        // second stalled ingest once the log held a minute of 900 streams (BENCHMARKS.md,
+        // "Devices per machine").
+        for backlog in self.catalog().log_backlog().await? {
+            let quiet = now.as_millis() - backlog.newest.as_millis() >= policy.max_age_ms as i64;
+            if !quiet
+                && backlog.duration_ms < policy.max_duration_ms
+                && backlog.bytes < policy.max_bytes
+            {
+                continue;
+            }
+            let stream = self
+                .catalog()
+                .fragments_in_log(backlog.stream, policy.batch)
+                .await?;
+            for run in runs(&stream, policy) {
                 if quiet || is_full(run, policy) {
                     self.pack_run(run).await?;
                     report.objects += 1;

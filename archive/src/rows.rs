@@ -9,7 +9,7 @@ use kinescope_api::{
 use kinescope_media::mkv::MetadataTag;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
-use crate::catalog::{FragmentRow, StreamId, TimestampKind};
+use crate::catalog::{FragmentRow, LogBacklog, StreamId, TimestampKind};
 use crate::{CatalogError, StreamRecord};
 
 pub(crate) const STREAM_COLUMNS: &str = "id, name, arn, device_name, media_type, kms_key_id, \
@@ -18,13 +18,39 @@ pub(crate) const STREAM_COLUMNS: &str = "id, name, arn, device_name, media_type,
 pub(crate) const FRAGMENT_COLUMNS: &str = "fragment_number, producer_ts_ms, server_ts_ms, \
      duration_ms, size_bytes, object_key, object_offset, object_length, header_id, metadata";
 
-/// Fragments in the fragment log, in packing order, with their stream id after
-/// [`FRAGMENT_COLUMNS`]: read through the partial index `fragments_in_log`, whose condition
-/// this repeats word for word (both databases use a partial index only then).
+/// A stream's fragments in the fragment log, in packing order, as [`FRAGMENT_COLUMNS`]: read
+/// through the partial index `fragments_in_log`, whose condition this repeats word for word
+/// (both databases use a partial index only then).
 pub(crate) const FRAGMENTS_IN_LOG: &str = "SELECT fragment_number, producer_ts_ms, server_ts_ms, \
-     duration_ms, size_bytes, object_key, object_offset, object_length, header_id, metadata, \
-     stream_id FROM fragments WHERE object_key LIKE 'log/%' ORDER BY stream_id, fragment_number \
-     LIMIT $1";
+     duration_ms, size_bytes, object_key, object_offset, object_length, header_id, metadata \
+     FROM fragments WHERE object_key LIKE 'log/%' AND stream_id = $1 ORDER BY fragment_number \
+     LIMIT $2";
+
+/// Per stream, what its fragments in the fragment log add up to (same partial index): stream,
+/// durations, lengths, newest server timestamp. PostgreSQL's SUM of a bigint is a numeric,
+/// hence the casts.
+pub(crate) const LOG_BACKLOG: &str = "SELECT stream_id, CAST(SUM(duration_ms) AS BIGINT), \
+     CAST(SUM(object_length) AS BIGINT), MAX(server_ts_ms) FROM fragments \
+     WHERE object_key LIKE 'log/%' GROUP BY stream_id ORDER BY stream_id";
+
+/// A row of [`LOG_BACKLOG`].
+pub(crate) fn log_backlog_from_row<'r, R>(row: &'r R) -> Result<LogBacklog, CatalogError>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let uint = |i: usize, c: &'static str| -> Result<u64, CatalogError> {
+        let v: i64 = row.try_get(i)?;
+        u64::try_from(v).map_err(|_| corrupt(c, v.to_string()))
+    };
+    Ok(LogBacklog {
+        stream: StreamId(row.try_get(0)?),
+        duration_ms: uint(1, "duration_ms")?,
+        bytes: uint(2, "object_length")?,
+        newest: Timestamp::from_millis(row.try_get(3)?),
+    })
+}
 
 pub(crate) const LOG_KEYS_IN_USE: &str =
     "SELECT DISTINCT object_key FROM fragments WHERE object_key LIKE 'log/%'";
@@ -150,17 +176,6 @@ where
         header_id: row.try_get(8)?,
         metadata: decode_metadata(row.try_get(9)?)?,
     })
-}
-
-/// A row of [`FRAGMENTS_IN_LOG`].
-pub(crate) fn log_fragment_from_row<'r, R>(row: &'r R) -> Result<FragmentRow, CatalogError>
-where
-    R: Row,
-    usize: ColumnIndex<R>,
-    String: Decode<'r, R::Database> + Type<R::Database>,
-    i64: Decode<'r, R::Database> + Type<R::Database>,
-{
-    fragment_from_row(row, StreamId(row.try_get(10)?))
 }
 
 /// A stream row selected as [`STREAM_COLUMNS`].

@@ -26,13 +26,13 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 use tokio::sync::OwnedMutexGuard;
 
-use crate::catalog::{FragmentRow, Relocation, StreamId, TimestampKind};
+use crate::catalog::{FragmentRow, LogBacklog, Relocation, StreamId, TimestampKind};
 use crate::catalog::{MAX_RETENTION_HOURS, MAX_TAGS};
 use crate::rows::{
     DELETED_STREAMS, EXPIRE, EXPIRE_OLDEST, FRAGMENT_COLUMNS, FRAGMENTS_IN_LOG, LIVE_STREAM,
-    LOG_KEYS_IN_USE, MARK_DELETED, RELOCATE, STORED_BYTES, STREAM_COLUMNS, corrupt,
-    encode_metadata, fragment_from_row, int, keys_in_use_sql, log_fragment_from_row,
-    missing_stream, stream_from_row, ts_column,
+    LOG_BACKLOG, LOG_KEYS_IN_USE, MARK_DELETED, RELOCATE, STORED_BYTES, STREAM_COLUMNS, corrupt,
+    encode_metadata, fragment_from_row, int, keys_in_use_sql, log_backlog_from_row, missing_stream,
+    stream_from_row, ts_column,
 };
 use crate::{Catalog, CatalogError, StreamRecord};
 
@@ -725,13 +725,27 @@ impl Catalog for SqliteCatalog {
         Ok(row.map(|r| r.try_get(0)).transpose()?)
     }
 
-    async fn fragments_in_log(&self, limit: u32) -> Result<Vec<FragmentRow>, CatalogError> {
+    async fn log_backlog(&self) -> Result<Vec<LogBacklog>, CatalogError> {
+        sqlx::query(LOG_BACKLOG)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(log_backlog_from_row)
+            .collect()
+    }
+
+    async fn fragments_in_log(
+        &self,
+        stream: StreamId,
+        limit: u32,
+    ) -> Result<Vec<FragmentRow>, CatalogError> {
         sqlx::query(FRAGMENTS_IN_LOG)
+            .bind(stream.0)
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(log_fragment_from_row)
+            .map(|row| fragment_from_row(row, stream))
             .collect()
     }
 
