@@ -181,10 +181,20 @@ fn run(args: PutArgs) -> Result<String, String> {
         ));
     }
     let secs = started.elapsed().as_secs_f64();
+    let causes = if stats.retries_by_cause.is_empty() {
+        String::new()
+    } else {
+        let each: Vec<String> = stats
+            .retries_by_cause
+            .iter()
+            .map(|(cause, n)| format!("{cause} {n}"))
+            .collect();
+        format!(" ({})", each.join(", "))
+    };
     Ok(format!(
         "kinescope put: {} fragments PERSISTED ({} read now, {} from the disk buffer; {} frames \
-         read, {:.1} MB in {secs:.1} s, {:.1} MB/s); {} reconnects, {} re-sent, {} found stored \
-         after a lost ACK",
+         read, {:.1} MB in {secs:.1} s, {:.1} MB/s); {} reconnects{causes}, {} re-sent, {} found \
+         stored after a lost ACK",
         stats.persisted,
         read.fragments,
         fed - read.fragments,

@@ -59,6 +59,32 @@ pub async fn open_catalog(config: &Config) -> Result<Arc<dyn Catalog>, BoxError>
     })
 }
 
+/// Locks the data directory for this process's life (an advisory lock on `DATA_DIR/lock`,
+/// released by the kernel however the process ends): a second `kinescope serve` on the same
+/// directory would append to the same fragment log and cut each other's records as torn
+/// tails. `fsck` does not take it: it only reads, and deletes nothing younger than the grace.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, BoxError> {
+    let path = dir.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "the data directory {} is in use by another kinescope serve (it holds {})",
+            dir.display(),
+            path.display()
+        )
+        .into()),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(format!("cannot lock {}: {e}", path.display()).into())
+        }
+    }
+}
+
 /// `kinescope fsck`: checks the catalog against the stored bytes, prints a summary; with
 /// `repair`, deletes orphan objects older than `--orphan-grace`. Whether all is well (or repaired).
 pub async fn fsck(config: Config, repair: bool) -> Result<bool, BoxError> {
@@ -120,6 +146,7 @@ pub async fn run(mut config: Config) -> Result<(), BoxError> {
     })?;
     // Absolute, so that the printed paths work from any directory.
     config.data_dir = std::fs::canonicalize(&config.data_dir)?;
+    let _lock = lock_data_dir(&config.data_dir)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let catalog = open_catalog(&config).await?;
     let store_url = config.store();

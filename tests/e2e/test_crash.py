@@ -13,7 +13,7 @@ import uuid
 import botocore.exceptions
 import pytest
 
-from conftest import CRED_ARGS, fragment_path, leftovers, start, stored_fragment
+from conftest import CRED_ARGS, Server, fragment_path, leftovers, start, stored_fragment
 from putmedia_client import PutMedia
 from test_putmedia import MKV, clusters
 
@@ -243,3 +243,22 @@ def test_crash_at_each_step_is_repaired_by_the_next_start(tmp_path, step, flags)
         assert len(acked) == before + len(by_timecode)
     finally:
         server.stop()
+
+
+def test_a_second_server_on_the_same_data_directory_is_refused(tmp_path):
+    """Two servers appending to one fragment log would corrupt it: the second exits at once
+    with a clear message, the first goes on serving, and a restart after `kill -9` (the lock
+    dies with the process) starts."""
+    data = tmp_path / "data"
+    first = Server(data, ["--data-dir", str(data), "--listen", "127.0.0.1:0", "--no-tls", *CRED_ARGS])
+    try:
+        with pytest.raises(RuntimeError, match="is in use by another kinescope serve"):
+            Server(data, ["--data-dir", str(data), "--listen", "127.0.0.1:0", "--no-tls", *CRED_ARGS])
+        first.client().list_streams()
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait(10)
+        first.proc.stdout.close()
+        first.start()
+        first.client().list_streams()
+    finally:
+        first.stop()

@@ -255,6 +255,10 @@ def test_put_realtime_survives_server_restarts_and_a_cut_connection(tmp_path):
         # Two restarts (retried until the server is back) and two cuts; the fragments stored
         # while ACKs were lost are found, not sent again; the one cut in half is sent again.
         assert counts["reconnects"] >= 4 and counts["found stored"] >= 2 and counts["re-sent"] >= 1, out
+        # Each reconnection counted by its cause, e.g. "(connection 5, response ended 1)".
+        causes = out.split(" reconnects (")[1].split(")")[0].split(", ")
+        assert sum(int(c.rsplit(" ", 1)[1]) for c in causes) == counts["reconnects"], out
+        assert any(c.startswith("connection ") for c in causes), out
         listed = sorted(f["ProducerTimestamp"].timestamp() for f in list_fragments(server, stream))
         assert len(listed) == n, (len(listed), n, err[-2000:])
         steps = [round(b - a, 3) for a, b in zip(listed, listed[1:])]
